@@ -1,0 +1,65 @@
+"""channels_actor: Phoenix Channels for Python, as an actor runtime on threads.
+
+Each joined channel runs in its own pykka actor under a supervisor; a registry
+actor holds PubSub subscriptions; the wire protocol is Phoenix's, so the
+official phoenix.js client works unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .channel import Channel as Channel
+from .channel import SocketRef as SocketRef
+from .channel import broadcast as broadcast
+from .channel import broadcast_from as broadcast_from
+from .channel import push as push
+from .channel import reply as reply
+from .channel import send_after as send_after
+from .channel import socket_ref as socket_ref
+from .endpoint import Endpoint as Endpoint
+from .errors import BroadcastError as BroadcastError
+from .errors import CallbackReturnError as CallbackReturnError
+from .errors import ChannelError as ChannelError
+from .errors import ChannelsError as ChannelsError
+from .errors import ChannelTimeout as ChannelTimeout
+from .errors import ConfigurationError as ConfigurationError
+from .errors import InvalidMessageError as InvalidMessageError
+from .message import Broadcast as Broadcast
+from .message import Message as Message
+from .message import Reply as Reply
+from .pubsub import PubSub as PubSub
+from .socket import Socket as Socket
+from .socket import SocketHandler as SocketHandler
+from .socket import assign as assign
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BroadcastError",
+    "Broadcast",
+    "CallbackReturnError",
+    "Channel",
+    "ChannelError",
+    "ChannelTimeout",
+    "ChannelsError",
+    "ConfigurationError",
+    "Endpoint",
+    "InvalidMessageError",
+    "Message",
+    "PubSub",
+    "Reply",
+    "Socket",
+    "SocketHandler",
+    "SocketRef",
+    "__version__",
+    "assign",
+    "broadcast",
+    "broadcast_from",
+    "push",
+    "reply",
+    "send_after",
+    "socket_ref",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,300 @@
+"""The actor that hosts one joined channel.
+
+Theory of operation
+-------------------
+A connection starts one ``ChannelServer`` per ``phx_join``, tells the
+supervisor to watch it, then tells it ``JoinChannel``. Everything for that join
+then arrives in its mailbox, in order: client pushes (``DispatchIn``),
+intercepted broadcasts (``DispatchOut``), the leave, a shutdown from outside,
+and any other object, which goes to ``handle_info``. The user's ``Channel``
+instance lives here, so its callbacks never run concurrently.
+
+Every callback result goes through ``results.normalize_*``. A bad result or an
+exception is a crash of this channel only: it is logged with the callback's
+name, the client gets ``phx_error``, and the actor ends. The actor ends exactly
+once (``_exit``): it unsubscribes from the registry, writes ``phx_close`` or
+``phx_error`` when the client should know, tells the connection to forget the
+topic, and tells the supervisor ``ChannelExited``; the supervisor then calls
+``terminate``. Messages still queued after that are dropped.
+
+Crashes are caught here rather than left to pykka, which would stop the actor
+without a word to the client (tells) or keep a broken channel alive (asks).
+The same logic runs on a pooled actor or a thread of its own (``actor_mode``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from itertools import count
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from ._constants import PHX_CLOSE, PHX_ERROR
+from ._messages import (
+    ChannelExited,
+    DispatchIn,
+    DispatchOut,
+    GetSocket,
+    JoinChannel,
+    LeaveChannel,
+    ShutdownChannel,
+)
+from ._pool import ActorPool, PooledActor
+from .channel import check_payload
+from .errors import ChannelError
+from .message import Message, Reply
+from .pubsub import Subscriber
+from .results import Joined, Stop, normalize_handle_in, normalize_handle_out, normalize_join
+from .serializers.base import decode_json
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .channel import Channel
+    from .pubsub import PubSub
+    from .socket import Socket
+
+__all__ = ["ChannelServerMixin", "PooledChannelServer", "ThreadedChannelServer", "is_graceful"]
+
+logger = logging.getLogger("channels_actor.channel")
+
+_thread_counter = count(1)
+
+
+def is_graceful(reason: Any) -> bool:
+    """Phoenix's rule: ``normal``, ``shutdown`` and ``("shutdown", _)`` close; the rest error."""
+    return reason in ("normal", "shutdown") or (
+        isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "shutdown"
+    )
+
+
+class ChannelServerMixin:
+    """The channel-hosting logic, mixed into a pooled or a threaded pykka actor."""
+
+    actor_ref: pykka.ActorRef[Any]
+
+    def _setup(self, channel_cls: type[Channel], socket: Socket, supervisor: pykka.ActorRef[Any]) -> None:
+        self._channel_cls = channel_cls
+        self._owner = channel_cls.__name__
+        self._channel: Channel | None = None
+        self._socket = socket._replace(channel_ref=self.actor_ref)
+        self._supervisor = supervisor
+        self._subscribed = False
+        self._exited = False
+
+    # mailbox ------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, GetSocket):
+            return self._socket
+        if self._exited:
+            logger.debug("%s on %r ended; dropped %r", self._owner, self._socket.topic, message)
+            return None
+        try:
+            if isinstance(message, DispatchIn):
+                self._handle_in(message)
+            elif isinstance(message, DispatchOut):
+                self._handle_out(message)
+            elif isinstance(message, JoinChannel):
+                self._join(message)
+            elif isinstance(message, LeaveChannel):
+                self._reply(message.ref, "ok", {})
+                self._exit(("shutdown", "left"))
+            elif isinstance(message, ShutdownChannel):
+                self._exit(message.reason, send_frames=message.send_close)
+            else:
+                self._handle_info(message)
+        except Exception as exc:
+            self._crash(exc)
+        return None
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Only a bug in this module gets here; still end the join properly.
+        self._exit(("error", exception_value))
+
+    # callbacks ----------------------------------------------------------------
+
+    def _join(self, message: JoinChannel) -> None:
+        socket = self._socket
+        topic = socket.topic
+        assert topic is not None
+        try:
+            self._channel = self._channel_cls()
+            outcome = normalize_join(self._owner, self._channel.join(topic, message.payload, socket))
+            if isinstance(outcome, Joined):
+                check_payload(outcome.response, socket.serializer, ChannelError)
+        except Exception as exc:
+            logger.error("%s.join(%r) crashed", self._owner, topic, exc_info=exc)
+            self._reply(message.ref, "error", {"reason": "join crashed"})
+            self._exit(("error", exc), send_frames=False)
+            return
+        if not isinstance(outcome, Joined):
+            logger.info("%s refused join of %r: %r", self._owner, topic, outcome.response)
+            self._reply(message.ref, "error", outcome.response)
+            self._exit("shutdown", send_frames=False)
+            return
+        self._socket = outcome.socket._replace(
+            joined=True,
+            topic=topic,
+            join_ref=socket.join_ref,
+            channel_ref=self.actor_ref,
+            connection=socket.connection,
+            serializer=socket.serializer,
+        )
+        self._subscribe()
+        logger.info("JOINED %s with %s", topic, self._owner)
+        self._reply(message.ref, "ok", outcome.response)
+
+    def _subscribe(self) -> None:
+        socket = self._socket
+        assert socket.pubsub is not None and socket.topic is not None
+        socket.pubsub.subscribe(
+            socket.topic,
+            Subscriber(
+                key=self.actor_ref,
+                channel_ref=self.actor_ref,
+                connection=socket.connection,
+                serializer=socket.serializer,
+                intercepts=frozenset(self._channel_cls.intercept),
+            ),
+        )
+        self._subscribed = True
+
+    def _handle_in(self, message: DispatchIn) -> None:
+        assert self._channel is not None
+        self._socket = socket = self._socket._replace(ref=message.ref)
+        outcome = normalize_handle_in(
+            self._owner, self._channel.handle_in(message.event, message.payload, socket)
+        )
+        self._socket = outcome.socket._replace(ref=None)
+        if outcome.reply is not None:
+            status, payload = outcome.reply
+            self._reply(message.ref, status, payload)
+        if isinstance(outcome, Stop):
+            self._exit(outcome.reason)
+
+    def _handle_out(self, message: DispatchOut) -> None:
+        assert self._channel is not None
+        broadcast = message.broadcast
+        # Each subscriber decodes its own copy, so handle_out may change it freely.
+        payload = (
+            decode_json(broadcast.encoded_payload)
+            if broadcast.encoded_payload is not None
+            else broadcast.payload
+        )
+        outcome = normalize_handle_out(
+            self._owner, self._channel.handle_out(broadcast.event, payload, self._socket)
+        )
+        self._socket = outcome.socket
+        if isinstance(outcome, Stop):
+            self._exit(outcome.reason)
+
+    def _handle_info(self, message: Any) -> None:
+        if self._channel is None:
+            logger.warning("%s got %r before join; dropped", self._owner, message)
+            return
+        outcome = normalize_handle_out(
+            self._owner, self._channel.handle_info(message, self._socket), "handle_info"
+        )
+        self._socket = outcome.socket
+        if isinstance(outcome, Stop):
+            self._exit(outcome.reason)
+
+    # ending -------------------------------------------------------------------
+
+    def _crash(self, exc: BaseException) -> None:
+        logger.error(
+            "%s on %r crashed: %s", self._owner, self._socket.topic, exc, exc_info=exc
+        )
+        self._exit(("error", exc))
+
+    def _exit(self, reason: Any, *, send_frames: bool = True) -> None:
+        if self._exited:
+            return
+        self._exited = True
+        socket = self._socket
+        if self._subscribed and socket.pubsub is not None:
+            socket.pubsub.unsubscribe_all(self.actor_ref)
+        if send_frames:
+            event = PHX_CLOSE if is_graceful(reason) else PHX_ERROR
+            payload = {} if event == PHX_CLOSE else {"reason": "channel_crash"}
+            self._send(Message(socket.topic or "", event, payload, socket.join_ref, socket.join_ref))
+        connection = socket.connection
+        if connection is not None:
+            connection.channel_exited(socket.topic, self.actor_ref)
+        channel = self._channel if self._channel is not None else _NeverJoined()
+        self._supervisor.tell(ChannelExited(self.actor_ref, reason, channel, socket))
+        try:
+            self.stop()  # type: ignore[attr-defined]  # pykka.Actor.stop, after this message
+        except pykka.ActorDeadError:
+            pass  # on_failure: pykka has already stopped the actor
+
+    def _reply(self, ref: str | None, status: str, payload: Any) -> None:
+        socket = self._socket
+        self._send(Reply(socket.topic or "", status, payload, ref, socket.join_ref))
+
+    def _send(self, value: Message | Reply) -> None:
+        socket = self._socket
+        if socket.connection is None or socket.serializer is None:
+            return
+        try:
+            frame = socket.serializer.encode(value)
+        except (TypeError, ValueError) as exc:
+            logger.error("%s on %r: cannot encode %r: %s", self._owner, socket.topic, value, exc)
+            return
+        socket.connection.send(frame)
+
+
+class _NeverJoined:
+    """Stands in for a channel whose constructor failed: terminate has nothing to clean."""
+
+    def terminate(self, reason: Any, socket: Socket) -> None:
+        return None
+
+
+class PooledChannelServer(ChannelServerMixin, PooledActor):
+    """A channel actor drained by the endpoint's worker pool (``actor_mode="pool"``)."""
+
+    def __init__(
+        self,
+        pool: ActorPool,
+        channel_cls: type[Channel],
+        socket: Socket,
+        supervisor: pykka.ActorRef[Any],
+    ) -> None:
+        super().__init__(pool)
+        self._setup(channel_cls, socket, supervisor)
+
+
+class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
+    """A channel actor with a thread of its own (``actor_mode="thread"``)."""
+
+    def __init__(
+        self,
+        channel_cls: type[Channel],
+        socket: Socket,
+        supervisor: pykka.ActorRef[Any],
+    ) -> None:
+        super().__init__()
+        self._setup(channel_cls, socket, supervisor)
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:  # type: ignore[override]
+        """Start without pykka's global registry (O(n) unregister); the supervisor tracks it."""
+        obj = cls(*args, **kwargs)
+        obj._start_actor_loop()
+        return obj.actor_ref
+
+    def _start_actor_loop(self) -> None:
+        topic = self._socket.topic
+        thread = threading.Thread(
+            target=self._actor_loop, name=f"ChannelServer-{topic}-{next(_thread_counter)}"
+        )
+        thread.start()

@@ -1,0 +1,243 @@
+"""pykka actors whose mailboxes a shared pool of worker threads drains.
+
+Theory of operation
+-------------------
+pykka's ``ThreadingActor`` gives every actor its own OS thread. That caps a
+process near 21,800 actors and makes a fan-out to 1,000 actors wake 1,000
+threads that convoy on the GIL. A :class:`PooledActor` is a plain pykka
+``Actor`` with a different inbox: ``put`` appends the envelope to the actor's
+own deque and, when the actor is not already queued, puts the actor on the
+pool's run queue. A worker takes an actor from the run queue and handles up to
+``batch`` of its messages, one at a time and in order, then queues it again if
+more are waiting. An actor is on the run queue at most once, so no two workers
+ever run the same actor: callbacks never run concurrently, as with a thread.
+
+``ActorRef``, ``tell``, ``ask``, futures, ``on_start`` / ``on_stop`` /
+``on_failure`` and the failure rules (a failing tell stops the actor, a failing
+ask fails the caller's future) behave as in pykka. Pooled actors are not put in
+pykka's global ``ActorRegistry``: its list is O(n) to unregister from and its
+``stop_all`` is O(n^2); the owner (our supervisor) keeps its own map instead.
+
+A callback that blocks holds one worker; the pool has ``size`` of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+from collections import deque
+from itertools import count
+from typing import TYPE_CHECKING, Any, Self
+
+import pykka
+from pykka import ActorDeadError, ThreadingFuture, messages
+
+if TYPE_CHECKING:
+    from pykka._envelope import Envelope
+
+__all__ = ["ActorPool", "PooledActor"]
+
+logger = logging.getLogger(__name__)
+
+_pool_counter = count(1)
+
+
+class ActorPool:
+    """A fixed set of worker threads that run :class:`PooledActor` mailboxes.
+
+    Args:
+        size: number of worker threads.
+        batch: messages one actor may handle before yielding its worker.
+        name: prefix of the worker thread names.
+    """
+
+    def __init__(self, size: int = 8, *, batch: int = 64, name: str = "ChannelPool") -> None:
+        if size < 1:
+            msg = f"ActorPool size must be at least 1, got {size!r}"
+            raise ValueError(msg)
+        self.size = size
+        self.batch = batch
+        self._ready: queue.SimpleQueue[_PoolInbox | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._name = f"{name}-{next(_pool_counter)}"
+        self._stopped = False
+
+    def start(self) -> Self:
+        """Start the worker threads (idempotent)."""
+        with self._lock:
+            if self._threads or self._stopped:
+                return self
+            for index in range(self.size):
+                thread = threading.Thread(target=self._work, name=f"{self._name}-{index}")
+                thread.start()
+                self._threads.append(thread)
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the workers after the run queue empties (idempotent).
+
+        Actors still alive are not stopped: stop them first.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._ready.put(None)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def _schedule(self, inbox: _PoolInbox) -> None:
+        self._ready.put(inbox)
+
+    def _work(self) -> None:
+        ready = self._ready
+        while True:
+            inbox = ready.get()
+            if inbox is None:
+                return
+            inbox.run(self.batch)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class _PoolInbox:
+    """The mailbox of one pooled actor, and its place in the run queue.
+
+    Implements pykka's inbox protocol (``put`` / ``get`` / ``empty``).
+    """
+
+    __slots__ = ("_actor", "_items", "_lock", "_pool", "_scheduled", "_started")
+
+    def __init__(self, actor: PooledActor, pool: ActorPool) -> None:
+        self._actor = actor
+        self._pool = pool
+        self._items: deque[Envelope[Any]] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = True  # nothing runs until start()
+        self._started = False
+
+    def put(self, envelope: Envelope[Any], /) -> None:
+        with self._lock:
+            self._items.append(envelope)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._pool._schedule(self)
+
+    def get(self) -> Envelope[Any]:
+        with self._lock:
+            return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def start(self) -> None:
+        """Queue the actor for its first run, which calls ``on_start``."""
+        self._pool._schedule(self)
+
+    def run(self, batch: int) -> None:
+        """Handle up to ``batch`` messages on the calling worker thread."""
+        actor = self._actor
+        stopped = actor.actor_stopped
+        if not self._started:
+            self._started = True
+            actor._actor_loop_setup()
+        items = self._items
+        lock = self._lock
+        for _ in range(batch):
+            if stopped.is_set():
+                break
+            with lock:
+                if not items:
+                    self._scheduled = False
+                    return
+                envelope = items.popleft()
+            actor._handle_envelope(envelope)
+        if stopped.is_set():
+            self._drain()
+            return
+        self._pool._schedule(self)
+
+    def _drain(self) -> None:
+        """Answer the asks that came after the actor stopped, as pykka's teardown does."""
+        actor = self._actor
+        while True:
+            with self._lock:
+                if not self._items:
+                    self._scheduled = False
+                    return
+                envelope = self._items.popleft()
+            if envelope.reply_to is None:
+                continue
+            if isinstance(envelope.message, messages._ActorStop):
+                envelope.reply_to.set(None)
+            else:
+                error = ActorDeadError(f"{actor.actor_ref} stopped before handling the message")
+                envelope.reply_to.set_exception(exc_info=(ActorDeadError, error, None))
+
+
+class PooledActor(pykka.Actor):
+    """A pykka actor run by an :class:`ActorPool` instead of a thread of its own.
+
+    Subclasses take the pool as the first argument of ``start``::
+
+        ref = MyActor.start(pool, other, args)
+
+    Everything else is pykka's ``Actor``: ``on_receive``, ``on_start``,
+    ``on_stop``, ``on_failure``, ``ActorRef.tell`` / ``ask`` / ``stop``.
+    """
+
+    actor_inbox: _PoolInbox  # type: ignore[assignment]
+
+    def __init__(self, pool: ActorPool, *args: Any, **kwargs: Any) -> None:
+        self._actor_pool = pool
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Self]:
+        """Create the actor and queue its first run; it is not globally registered."""
+        obj = cls(*args, **kwargs)
+        obj._start_actor_loop()
+        return obj.actor_ref
+
+    def _create_actor_inbox(self) -> _PoolInbox:  # type: ignore[override]
+        return _PoolInbox(self, self._actor_pool)
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return ThreadingFuture()
+
+    def _start_actor_loop(self) -> None:
+        self.actor_inbox.start()
+
+    def _handle_envelope(self, envelope: Envelope[Any]) -> None:
+        """Handle one message with pykka's rules for replies and failures."""
+        try:
+            response = self._handle_receive(envelope.message)
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(response)
+        except Exception:
+            if envelope.reply_to is not None:
+                logger.info("Exception returned from %s to caller:", self, exc_info=True)
+                envelope.reply_to.set_exception()
+            else:
+                self._handle_failure(*sys.exc_info())
+                try:
+                    self.on_failure(*sys.exc_info())
+                except Exception:
+                    self._handle_failure(*sys.exc_info())
+        except BaseException:
+            # pykka stops every actor in the process here; a pool worker must
+            # survive, so only this actor stops.
+            logger.exception("%s stopped by %r", self, sys.exc_info()[1])
+            self._handle_failure(*sys.exc_info())

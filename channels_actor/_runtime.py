@@ -1,0 +1,100 @@
+"""The actors behind an endpoint: the worker pool, the PubSub registry, the supervisor.
+
+``actor_mode`` is the one switch between the two ways channel actors run:
+
+- ``"pool"`` (default): each channel is a :class:`PooledChannelServer` whose
+  mailbox a fixed pool of ``pool_size`` worker threads drains. Threads stay
+  constant however many channels are joined; a fan-out to 1,000 channels wakes
+  at most ``pool_size`` threads.
+- ``"thread"``: each channel is a pykka ``ThreadingActor`` with a thread of its
+  own, as pykka is usually used. Simple, but a process tops out near 21,800
+  threads and fan-outs convoy on the GIL (see ``benchmarks/bench_scheduling.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from ._channel_server import ChannelServerMixin, PooledChannelServer, ThreadedChannelServer
+from ._messages import DrainChannels
+from ._pool import ActorPool
+from .errors import ChannelTimeout, ConfigurationError
+from .supervisor import ChildCount, Supervisor
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .pubsub import PubSub
+    from .socket import Socket
+
+__all__ = ["ACTOR_MODES", "Runtime"]
+
+logger = logging.getLogger("channels_actor.runtime")
+
+ACTOR_MODES = ("pool", "thread")
+
+
+class Runtime:
+    """Starts and stops the actors of one endpoint, in order."""
+
+    def __init__(self, pubsub: PubSub, *, actor_mode: str = "pool", pool_size: int = 8) -> None:
+        if actor_mode not in ACTOR_MODES:
+            msg = f"actor_mode must be one of {ACTOR_MODES}, got {actor_mode!r}"
+            raise ConfigurationError(msg)
+        self.actor_mode = actor_mode
+        self.pubsub = pubsub
+        self.pool = ActorPool(pool_size) if actor_mode == "pool" else None
+        self.supervisor: pykka.ActorRef[Supervisor]
+        self._lock = threading.Lock()
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        """Start the pool, the PubSub registry and the supervisor (idempotent)."""
+        with self._lock:
+            if self._running:
+                return
+            if self.pool is not None:
+                if self.pool._stopped:
+                    self.pool = ActorPool(self.pool.size, batch=self.pool.batch)
+                self.pool.start()
+            self.pubsub.start()
+            self.supervisor = Supervisor.start()
+            self._running = True
+
+    def create_channel(self, channel_cls: type[Channel], socket: Socket) -> ChannelServerMixin:
+        """Build a channel actor, not yet running: the caller starts its loop."""
+        if self.pool is not None:
+            return PooledChannelServer(self.pool, channel_cls, socket, self.supervisor)
+        return ThreadedChannelServer(channel_cls, socket, self.supervisor)
+
+    def channel_count(self, timeout: float = 5.0) -> int:
+        """Channel actors alive, as the supervisor counts them."""
+        count: int = self.supervisor.ask(ChildCount(), timeout=timeout)
+        return count
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate every channel with ``("shutdown", "closed")``, then stop the actors."""
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+        done = threading.Event()
+        self.supervisor.tell(DrainChannels(("shutdown", "closed"), done))
+        if not done.wait(timeout):
+            logger.warning("Some channels did not terminate within %.1fs of Endpoint.stop()", timeout)
+        try:
+            self.supervisor.stop(block=True, timeout=timeout)
+        except pykka.Timeout:
+            logger.warning("The supervisor did not stop within %.1fs", timeout)
+        self.pubsub.stop(timeout)
+        if self.pool is not None:
+            self.pool.stop(timeout)
+
+

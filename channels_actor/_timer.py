@@ -1,0 +1,81 @@
+"""One timer thread for every ``send_after``, alive only while timers are pending.
+
+A ``threading.Timer`` per call would be one thread per pending message; with
+thousands of channels that is thousands of threads. Here a heap holds the due
+times and a single thread sleeps until the next one, exiting when the heap is
+empty so that nothing of the library lingers after the last timer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+__all__ = ["TimerHandle", "call_later"]
+
+logger = logging.getLogger("channels_actor.timer")
+
+
+class TimerHandle:
+    """A pending ``send_after``; ``cancel()`` stops it if it has not fired."""
+
+    __slots__ = ("_cancelled", "due")
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Do not fire (no effect once fired)."""
+        self._cancelled = True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+_lock = threading.Condition()
+_heap: list[tuple[float, int, TimerHandle, Callable[[], Any]]] = []
+_seq = itertools.count()
+_thread: threading.Thread | None = None
+
+
+def call_later(delay: float, action: Callable[[], Any]) -> TimerHandle:
+    """Run ``action`` on the timer thread after ``delay`` seconds."""
+    global _thread
+    due = time.monotonic() + max(0.0, delay)
+    handle = TimerHandle(due)
+    with _lock:
+        heapq.heappush(_heap, (due, next(_seq), handle, action))
+        if _thread is None:
+            _thread = threading.Thread(target=_run, name="channels_actor-timer", daemon=True)
+            _thread.start()
+        else:
+            _lock.notify()
+    return handle
+
+
+def _run() -> None:
+    global _thread
+    while True:
+        with _lock:
+            while True:
+                if not _heap:
+                    _thread = None
+                    return
+                due, _, handle, action = _heap[0]
+                wait = due - time.monotonic()
+                if wait <= 0:
+                    heapq.heappop(_heap)
+                    break
+                _lock.wait(wait)
+        if handle.cancelled:
+            continue
+        try:
+            action()
+        except Exception:
+            logger.exception("A send_after action failed")

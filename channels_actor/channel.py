@@ -1,0 +1,251 @@
+"""The Channel behaviour users subclass, and the functions callbacks call.
+
+A ``Channel`` is a plain class: the runtime makes one instance per joined
+topic per connection and runs its callbacks inside that join's actor, one at a
+time. Callbacks can therefore be unit-tested with no threads at all::
+
+    RoomChannel().handle_in("ping", {}, socket)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pykka
+
+from ._timer import TimerHandle, call_later
+from .errors import ChannelError
+from .message import Message, Reply
+from .serializers.base import encode_payload
+from .serializers.noop import NoopSerializer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .results import HandleInfoResult, HandleInResult, HandleOutResult, JoinResult, ReplyT
+    from .serializers import Serializer
+    from .socket import Socket
+
+__all__ = [
+    "Channel",
+    "SocketRef",
+    "broadcast",
+    "broadcast_from",
+    "push",
+    "reply",
+    "send_after",
+    "socket_ref",
+]
+
+logger = logging.getLogger("channels_actor.channel")
+
+
+class Channel:
+    """Subclass this for each kind of topic; see the Phoenix.Channel docs.
+
+    Every callback runs on this join's actor (a pool worker or the actor's own
+    thread), never concurrently with another callback of the same join.
+    Payloads come from clients: treat them as untrusted.
+
+    Attributes:
+        intercept: event names whose broadcasts go through ``handle_out`` in
+            every subscriber. Other broadcasts skip channel code entirely and
+            are encoded once per serializer (the fastlane).
+    """
+
+    intercept: ClassVar[Sequence[str]] = ()
+
+    def join(self, topic: str, payload: Any, socket: Socket) -> JoinResult:
+        """Authorize a client joining ``topic``.
+
+        Return ``("ok", socket)``, ``("ok", reply_map, socket)`` or
+        ``("error", reply_map)``. ``push`` and ``broadcast`` are not allowed
+        yet: ``socket.channel_ref.tell("after_join")`` and push from
+        ``handle_info``. There is no default; every channel defines ``join``.
+        """
+        msg = (
+            f"{type(self).__name__} does not define join(self, topic, payload, socket); "
+            "every Channel must, returning ('ok', socket) or ('error', reply_map)"
+        )
+        raise NotImplementedError(msg)
+
+    def handle_in(self, event: str, payload: Any, socket: Socket) -> HandleInResult:
+        """Handle a client's push of ``event``.
+
+        Return ``("noreply", socket)``, ``("reply", reply, socket)``,
+        ``("stop", reason, socket)`` or ``("stop", reason, reply, socket)``
+        where ``reply`` is a status string or ``(status, payload_map)``.
+        """
+        msg = (
+            f"{type(self).__name__} received {event!r} but does not define "
+            "handle_in(self, event, payload, socket)"
+        )
+        raise NotImplementedError(msg)
+
+    def handle_out(self, event: str, payload: Any, socket: Socket) -> HandleOutResult:
+        """Filter or change an intercepted broadcast before it reaches this client.
+
+        Return ``("noreply", socket)`` or ``("stop", reason, socket)``. The
+        default pushes the event unchanged.
+        """
+        push(socket, event, payload)
+        return ("noreply", socket)
+
+    def handle_info(self, message: Any, socket: Socket) -> HandleInfoResult:
+        """Handle anything told to ``socket.channel_ref`` or sent with ``send_after``.
+
+        Return ``("noreply", socket)`` or ``("stop", reason, socket)``. The
+        default logs the message and keeps going.
+        """
+        logger.warning(
+            "%s received an unexpected message in handle_info: %r",
+            type(self).__name__,
+            message,
+        )
+        return ("noreply", socket)
+
+    def terminate(self, reason: Any, socket: Socket) -> None:
+        """Clean up; called exactly once per join, by the supervisor.
+
+        ``reason`` is ``("shutdown", "left")``, ``("shutdown", "closed")``, a
+        ``stop`` reason, ``("error", exception)`` after a crash, or
+        ``("shutdown", "duplicate_join")``. The return value is ignored.
+        """
+
+
+def _require_joined(socket: Socket, action: str) -> None:
+    if not socket.joined or socket.connection is None:
+        msg = (
+            f"{action} needs a joined channel, but the socket for topic {socket.topic!r} "
+            "has not joined yet. In join(), tell yourself a message with "
+            "socket.channel_ref.tell('after_join') and do it from handle_info()."
+        )
+        raise ChannelError(msg)
+
+
+def check_payload(payload: Any, serializer: Serializer | None, error: type[ChannelError]) -> None:
+    """Raise ``error`` unless ``payload`` can travel (a JSON mapping or bytes).
+
+    Serializers that produce bytes reject bad payloads themselves while
+    encoding; the in-memory serializer does not encode, so check it here to
+    keep tests as strict as production.
+    """
+    if isinstance(payload, (Mapping, bytes)) and not isinstance(serializer, NoopSerializer):
+        return
+    try:
+        encode_payload(payload)
+    except TypeError as exc:
+        raise error(str(exc)) from None
+
+
+def _encode(serializer: Serializer, value: Message | Reply) -> Any:
+    try:
+        return serializer.encode(value)
+    except (TypeError, ValueError) as exc:
+        msg = f"Cannot encode {value.__class__.__name__.lower()} for topic {value.topic!r}: {exc}"
+        raise ChannelError(msg) from None
+
+
+def push(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None:
+    """Send ``event`` with ``message`` down this socket only.
+
+    Raises:
+        ChannelError: before the channel has joined, or when ``message`` is not
+            a JSON-serializable mapping or ``bytes``.
+    """
+    _require_joined(socket, "push")
+    serializer = socket.serializer
+    assert serializer is not None
+    check_payload(message, serializer, ChannelError)
+    frame = _encode(serializer, Message(socket.topic or "", event, message, None, socket.join_ref))
+    socket.connection.send(frame)
+
+
+def broadcast(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None:
+    """Send ``event`` to every subscriber of ``socket.topic``, this channel included.
+
+    Raises:
+        BroadcastError: when the message cannot be serialized or the PubSub fails.
+        ChannelError: before the channel has joined.
+    """
+    _require_joined(socket, "broadcast")
+    assert socket.pubsub is not None and socket.topic is not None
+    socket.pubsub.broadcast(socket.topic, event, message)
+
+
+def broadcast_from(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None:
+    """Send ``event`` to every subscriber of ``socket.topic`` except this channel.
+
+    Raises:
+        BroadcastError: when the message cannot be serialized or the PubSub fails.
+        ChannelError: before the channel has joined.
+    """
+    _require_joined(socket, "broadcast_from")
+    assert socket.pubsub is not None and socket.topic is not None
+    socket.pubsub.broadcast_from(socket.channel_ref, socket.topic, event, message)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketRef:
+    """Where a delayed reply goes: made by :func:`socket_ref` inside ``handle_in``."""
+
+    connection: Any
+    serializer: Serializer
+    topic: str
+    join_ref: str | None
+    ref: str | None
+
+
+def socket_ref(socket: Socket) -> SocketRef:
+    """Capture the current ``handle_in`` message so :func:`reply` can answer it later.
+
+    Return ``("noreply", socket)`` from ``handle_in`` and call ``reply(ref, ...)``
+    from any thread once the answer is known.
+    """
+    _require_joined(socket, "socket_ref")
+    if socket.ref is None:
+        msg = "socket_ref() works only inside handle_in(), on a message that carries a ref"
+        raise ChannelError(msg)
+    assert socket.serializer is not None and socket.topic is not None
+    return SocketRef(socket.connection, socket.serializer, socket.topic, socket.join_ref, socket.ref)
+
+
+def reply(ref: SocketRef, status_or_reply: ReplyT) -> None:
+    """Answer the client message captured by :func:`socket_ref`.
+
+    ``status_or_reply`` is a status string or ``(status, payload_map)``.
+    """
+    from .results import normalize_reply
+
+    normal = normalize_reply(status_or_reply)
+    if normal is None:
+        msg = (
+            "reply() takes a status string or (status, payload) with a mapping or bytes "
+            f"payload, got {status_or_reply!r}"
+        )
+        raise ChannelError(msg)
+    status, payload = normal
+    check_payload(payload, ref.serializer, ChannelError)
+    frame = _encode(ref.serializer, Reply(ref.topic, status, payload, ref.ref, ref.join_ref))
+    ref.connection.send(frame)
+
+
+def send_after(ref: pykka.ActorRef[Any], message: Any, seconds: float) -> TimerHandle:
+    """Tell ``message`` to ``ref`` after ``seconds``, as Phoenix's ``Process.send_after``.
+
+    For a channel, ``send_after(socket.channel_ref, "tick", 1.0)`` calls
+    ``handle_info("tick", socket)`` a second later. Returns a handle whose
+    ``cancel()`` drops the message if it has not been sent. A message for an
+    actor that has stopped meanwhile is dropped.
+    """
+
+    def deliver() -> None:
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            logger.debug("send_after: %s stopped before %r was due", ref, message)
+
+    return call_later(seconds, deliver)

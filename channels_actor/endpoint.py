@@ -1,0 +1,226 @@
+"""The Endpoint: configuration, socket mounts, broadcasts and the runtime's lifecycle.
+
+One endpoint owns one PubSub and one supervisor; nothing is global, so tests
+and applications can run several endpoints side by side. The actors start on
+first use (a connection, a broadcast, a subscription) and stop with
+:meth:`Endpoint.stop`, which terminates every channel before it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Self
+
+from ._runtime import Runtime
+from .config import EndpointConfig
+from .connection import Connection
+from .errors import ConfigurationError
+from .pubsub import PubSub
+from .socket import Socket, SocketHandler
+
+if TYPE_CHECKING:
+    import pykka
+
+    from .connection import Transport
+    from .message import Broadcast
+    from .serializers import Serializer
+
+__all__ = ["Endpoint", "Mount", "Refused"]
+
+logger = logging.getLogger("channels_actor.endpoint")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A user socket mounted at ``path`` (served at ``path + "/websocket"``)."""
+
+    path: str
+    handler: SocketHandler
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """``connect`` refused the connection; ``reply`` is what it returned, if a map."""
+
+    reply: Mapping[str, Any] | None = None
+
+
+class Endpoint:
+    """Serves user sockets and publishes broadcasts.
+
+    Args:
+        pubsub: the PubSub to use; defaults to the embedded in-process registry.
+        **config: see :class:`EndpointConfig` (``max_frame_size``,
+            ``heartbeat_timeout``, ``max_channels_per_socket``,
+            ``check_origin``, ``secret_key_base``, ``actor_mode``,
+            ``pool_size``, ``stop_timeout``).
+    """
+
+    def __init__(self, pubsub: PubSub | None = None, **config: Any) -> None:
+        self.config = EndpointConfig.from_kwargs(config)
+        self.pubsub = pubsub if pubsub is not None else PubSub()
+        self.mounts: dict[str, Mount] = {}
+        self._runtime = Runtime(
+            self.pubsub, actor_mode=self.config.actor_mode, pool_size=self.config.pool_size
+        )
+        self._connections: set[Connection] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Endpoint mounts={sorted(self.mounts)} mode={self.config.actor_mode}>"
+
+    # mounting -----------------------------------------------------------------
+
+    def socket(self, path: str, handler_class: type[SocketHandler], **options: Any) -> Mount:
+        """Mount ``handler_class`` at ``path``; its WebSocket is ``path + "/websocket"``."""
+        if not (isinstance(handler_class, type) and issubclass(handler_class, SocketHandler)):
+            msg = f"Endpoint.socket() needs a SocketHandler subclass, got {handler_class!r}"
+            raise ConfigurationError(msg)
+        if not path.startswith("/"):
+            msg = f"A socket path starts with '/', such as '/socket'; got {path!r}"
+            raise ConfigurationError(msg)
+        path = path.rstrip("/") or "/"
+        mount = Mount(path, handler_class(), dict(options))
+        self.mounts[path] = mount
+        return mount
+
+    # connections ----------------------------------------------------------------
+
+    def connect(
+        self,
+        handler: SocketHandler,
+        params: dict[str, Any],
+        connect_info: dict[str, Any],
+        serializer: Serializer,
+        transport_name: str = "memory",
+    ) -> Socket | Refused:
+        """Run the handler's ``connect`` and ``id``; return the connection socket or a refusal."""
+        self.start_runtime()
+        socket = Socket(
+            endpoint=self,
+            handler=handler,
+            transport=transport_name,
+            serializer=serializer,
+            pubsub=self.pubsub,
+        )
+        owner = type(handler).__name__
+        try:
+            result = handler.connect(params, socket, connect_info)
+        except Exception:
+            logger.exception("%s.connect raised; refusing the connection", owner)
+            return Refused()
+        match result:
+            case ("ok", Socket() as accepted):
+                socket = accepted
+            case "error" | ("error",):
+                return Refused()
+            case ("error", Mapping() as reply):
+                return Refused(reply)
+            case _:
+                logger.error(
+                    "Expected %s.connect() to return one of:\n  (\"ok\", socket)\n"
+                    "  (\"error\", reply_map)\n  \"error\"\ngot: %r; refusing the connection",
+                    owner, result,
+                )
+                return Refused()
+        try:
+            socket_id = handler.id(socket)
+        except Exception:
+            logger.exception("%s.id raised; refusing the connection", owner)
+            return Refused()
+        if socket_id is not None and not isinstance(socket_id, str):
+            logger.error("Expected %s.id() to return a str or None, got %r", owner, socket_id)
+            return Refused()
+        return socket._replace(id=socket_id, endpoint=self, handler=handler,
+                               serializer=serializer, pubsub=self.pubsub)
+
+    def open_connection(self, socket: Socket, transport: Transport) -> Connection:
+        """Start serving an accepted connection through ``transport``."""
+        connection = Connection(self, socket, transport)
+        connection.open()
+        return connection
+
+    def _connection_opened(self, connection: Connection) -> None:
+        with self._lock:
+            self._connections.add(connection)
+
+    def _connection_closed(self, connection: Connection) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    @property
+    def connection_count(self) -> int:
+        """Connections open now."""
+        return len(self._connections)
+
+    def channel_count(self, timeout: float = 5.0) -> int:
+        """Channel actors alive now (0 when the runtime is not running)."""
+        return self._runtime.channel_count(timeout) if self._runtime.running else 0
+
+    # broadcasts -------------------------------------------------------------------
+
+    def broadcast(self, topic: str, event: str, message: Mapping[str, Any] | bytes) -> None:
+        """Send ``event`` to every subscriber of ``topic``.
+
+        Raises:
+            BroadcastError: the message cannot be serialized or the PubSub is down.
+        """
+        self.start_runtime()
+        self.pubsub.broadcast(topic, event, message)
+
+    def broadcast_from(
+        self, from_ref: pykka.ActorRef[Any] | None, topic: str, event: str,
+        message: Mapping[str, Any] | bytes,
+    ) -> None:
+        """Like :meth:`broadcast`, skipping the channel whose ``channel_ref`` is ``from_ref``."""
+        self.start_runtime()
+        self.pubsub.broadcast_from(from_ref, topic, event, message)
+
+    def local_broadcast(self, topic: str, event: str, message: Mapping[str, Any] | bytes) -> None:
+        """Like :meth:`broadcast`, to this node's subscribers only."""
+        self.start_runtime()
+        self.pubsub.local_broadcast(topic, event, message)
+
+    def subscribe(self, topic: str, callback: Callable[[Broadcast], Any]) -> None:
+        """Call ``callback(broadcast)`` for every broadcast to ``topic``.
+
+        Callbacks run on the PubSub registry's thread, in publish order: keep
+        them quick and hand long work to a queue. Subscribing the same callback
+        twice to a topic keeps one subscription.
+        """
+        self.start_runtime()
+        self.pubsub.subscribe_callback(topic, callback)
+
+    def unsubscribe(self, topic: str, callback: Callable[[Broadcast], Any]) -> None:
+        """Stop calling ``callback`` for ``topic``."""
+        self.start_runtime()
+        self.pubsub.unsubscribe(topic, callback)
+
+    # lifecycle ------------------------------------------------------------------
+
+    def start_runtime(self) -> None:
+        """Start the actors (pool, PubSub registry, supervisor) if they are not running."""
+        if not self._runtime.running:
+            self._runtime.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Drain: terminate every channel with ``("shutdown", "closed")``, close every
+        connection (code 1012 on a WebSocket), then stop the actors. Idempotent."""
+        timeout = self.config.stop_timeout if timeout is None else timeout
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            connection.close(("shutdown", "closed"))
+            connection.transport.shutdown()
+        self._runtime.stop(timeout)
+
+    def __enter__(self) -> Self:
+        self.start_runtime()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

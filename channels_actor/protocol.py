@@ -1,0 +1,177 @@
+"""The per-connection multiplexer, without I/O: decoded messages in, actions out.
+
+Theory of operation
+-------------------
+This is Phoenix.Socket's ``handle_in`` as a pure state machine, in the manner
+of h11: it imports no sockets, threads or actors. A transport decodes a frame
+into a :class:`Message`, calls :meth:`ConnectionProtocol.receive`, and carries
+out the actions returned, in order. When a channel ends, the transport calls
+:meth:`ConnectionProtocol.channel_exited` so the topic is free again.
+
+The state is one map, ``topic -> join_ref`` of the channels this connection
+has joined (or is joining). The rules, in Phoenix's order:
+
+- ``heartbeat`` on topic ``phoenix`` is answered ok, joined or not;
+- ``phx_join`` of a topic already joined shuts the old channel down with
+  ``("shutdown", "duplicate_join")`` and joins again;
+- ``phx_join`` with no route is refused ``unmatched topic`` (join_ref null);
+  past ``max_channels`` it is refused ``too many channels joined``;
+- a message for a joined topic with a non-null ``join_ref`` other than the
+  current one is stale and ignored silently;
+- ``phx_leave`` of a joined topic goes to the channel; of an unknown topic it
+  is answered ok at once; any other event on an unknown topic is refused
+  ``unmatched topic``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+from ._constants import HEARTBEAT, HEARTBEAT_TOPIC, PHX_JOIN, PHX_LEAVE
+from .message import Message, Reply
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .socket import SocketHandler
+
+__all__ = [
+    "Action",
+    "ConnectionProtocol",
+    "DeliverToChannel",
+    "LeaveChannel",
+    "SendReply",
+    "ShutdownDuplicate",
+    "StartChannel",
+]
+
+logger = logging.getLogger("channels_actor.protocol")
+
+
+@dataclass(frozen=True, slots=True)
+class SendReply:
+    """Write ``reply`` to the client."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class StartChannel:
+    """Start a ``channel`` actor for ``message.topic`` and give it the join ``message``."""
+
+    channel: type[Channel]
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverToChannel:
+    """Give ``message`` to the channel joined on its topic (``handle_in``)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveChannel:
+    """The client leaves the channel joined on ``message.topic``."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownDuplicate:
+    """End the channel joined on ``topic`` with ``join_ref``: the client joined it again."""
+
+    topic: str
+    join_ref: str | None
+
+
+Action = Union[SendReply, StartChannel, DeliverToChannel, LeaveChannel, ShutdownDuplicate]
+
+
+class ConnectionProtocol:
+    """The multiplexer state of one connection.
+
+    Args:
+        handler: routes topics to channel classes (``channel_for``).
+        max_channels: joins allowed at once on this connection.
+    """
+
+    def __init__(self, handler: SocketHandler, *, max_channels: int = 100) -> None:
+        self._handler = handler
+        self._max_channels = max_channels
+        self._joined: dict[str, str | None] = {}
+
+    @property
+    def topics(self) -> dict[str, str | None]:
+        """A copy of ``topic -> join_ref`` for the channels joined or joining."""
+        return dict(self._joined)
+
+    def join_ref(self, topic: str) -> str | None:
+        """The current join_ref of ``topic`` (None when not joined or joined without one)."""
+        return self._joined.get(topic)
+
+    def receive(self, message: Message, channel: type[Channel] | None = None) -> list[Action]:
+        """Apply one client message and return what the transport must do.
+
+        ``channel`` overrides the route of a join (the testing kit's
+        ``join(socket, Channel, topic)``).
+        """
+        topic, event = message.topic, message.event
+        if topic == HEARTBEAT_TOPIC and event == HEARTBEAT:
+            return [SendReply(Reply(topic, "ok", {}, message.ref, None))]
+        if event == PHX_JOIN:
+            return self._join(message, channel)
+        if topic in self._joined:
+            current = self._joined[topic]
+            if message.join_ref is not None and message.join_ref != current:
+                logger.debug(
+                    "Ignoring %r on %r with stale join_ref %r (current %r)",
+                    event, topic, message.join_ref, current,
+                )
+                return []
+            if event == PHX_LEAVE:
+                return [LeaveChannel(message)]
+            return [DeliverToChannel(message)]
+        if event == PHX_LEAVE:
+            return [SendReply(Reply(topic, "ok", {}, message.ref, message.join_ref))]
+        logger.debug("Ignoring %r on %r: the topic is not joined", event, topic)
+        return [SendReply(Reply(topic, "error", {"reason": "unmatched topic"}, message.ref, None))]
+
+    def _join(self, message: Message, channel: type[Channel] | None) -> list[Action]:
+        actions: list[Action] = []
+        topic = message.topic
+        if topic in self._joined:
+            logger.debug("Duplicate join of %r: shutting the earlier join down", topic)
+            actions.append(ShutdownDuplicate(topic, self._joined.pop(topic)))
+        if channel is None:
+            channel = self._handler.channel_for(topic)
+        if channel is None:
+            logger.warning(
+                "Ignoring join of %r: no channel found in %s.channels",
+                topic, type(self._handler).__name__,
+            )
+            actions.append(
+                SendReply(Reply(topic, "error", {"reason": "unmatched topic"}, message.ref, None))
+            )
+            return actions
+        if len(self._joined) >= self._max_channels:
+            logger.error(
+                "Refusing join of %r: %d channels already joined on this connection "
+                "(max_channels_per_socket)", topic, len(self._joined),
+            )
+            reply = Reply(topic, "error", {"reason": "too many channels joined"}, message.ref,
+                          message.join_ref)
+            actions.append(SendReply(reply))
+            return actions
+        self._joined[topic] = message.join_ref
+        actions.append(StartChannel(channel, message))
+        return actions
+
+    def channel_exited(self, topic: str) -> None:
+        """Forget ``topic``: its current channel ended.
+
+        The transport calls this only for the channel that is current for the
+        topic (an old channel replaced by a duplicate join is not).
+        """
+        self._joined.pop(topic, None)

@@ -1,0 +1,166 @@
+"""The registry actor: topic subscriptions and local dispatch of broadcasts.
+
+Theory of operation
+-------------------
+One actor owns the map ``topic -> {key: Subscriber}``. Subscribing,
+unsubscribing and dispatching are messages to it, so they are applied in the
+order they were told and a broadcast reaches each subscriber in publisher
+order, exactly once per subscription key.
+
+Dispatch follows Phoenix's fastlane: a channel subscriber that does not
+intercept the event never sees the broadcast in its actor; the frame is encoded
+once per serializer for the whole dispatch and handed to each subscriber's
+connection. Intercepted events are told to the subscriber's channel actor
+(``handle_out``). Callback subscribers (``Endpoint.subscribe``) are called on
+this actor's thread, so they must be quick.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+import pykka
+
+from .._messages import DispatchOut
+
+if TYPE_CHECKING:
+    from ..message import Broadcast
+    from ..serializers import Serializer
+
+__all__ = ["Dispatch", "Registry", "Subscribe", "Subscriber", "Unsubscribe", "UnsubscribeAll"]
+
+logger = logging.getLogger("channels_actor.pubsub")
+
+
+@dataclass(slots=True, eq=False)
+class Subscriber:
+    """One subscription. Exactly one of ``connection`` / ``callback`` decides delivery.
+
+    Attributes:
+        key: identifies the subscriber for ``broadcast_from`` exclusion and
+            unsubscribing (a channel's ``ActorRef``, a callback, a connection).
+        channel_ref: the channel actor that receives intercepted events.
+        connection: where fastlane frames go (has ``send(frame)``).
+        serializer: the connection's serializer.
+        intercepts: events that go to ``channel_ref`` instead of the fastlane.
+        callback: called with the ``Broadcast`` for plain subscribers.
+    """
+
+    key: Any
+    channel_ref: pykka.ActorRef[Any] | None = None
+    connection: Any = None
+    serializer: Serializer | None = None
+    intercepts: frozenset[str] = field(default_factory=frozenset)
+    callback: Callable[[Broadcast], Any] | None = None
+
+
+class Subscribe(NamedTuple):
+    """Add ``subscriber`` to ``topic`` (replacing one with the same key)."""
+
+    topic: str
+    subscriber: Subscriber
+
+
+class Unsubscribe(NamedTuple):
+    """Remove the subscription of ``key`` from ``topic``."""
+
+    topic: str
+    key: Any
+
+
+class UnsubscribeAll(NamedTuple):
+    """Remove every subscription of ``key`` (a channel that ended)."""
+
+    key: Any
+
+
+class Dispatch(NamedTuple):
+    """Deliver ``broadcast`` to the local subscribers of its topic, except ``from_key``."""
+
+    broadcast: Broadcast
+    from_key: Any
+
+
+class Stats(NamedTuple):
+    """Asked: returns ``(topics, subscriptions)`` counts."""
+
+
+class Registry(pykka.ThreadingActor):
+    """The in-process subscription registry (one per :class:`PubSub`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._topics: dict[str, dict[Any, Subscriber]] = {}
+        self._by_key: dict[Any, set[str]] = {}
+
+    def _start_actor_loop(self) -> None:
+        import threading
+
+        thread = threading.Thread(target=self._actor_loop, name="channels_actor-pubsub")
+        thread.start()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Dispatch):
+            self._dispatch(message.broadcast, message.from_key)
+        elif isinstance(message, Subscribe):
+            self._subscribe(message.topic, message.subscriber)
+        elif isinstance(message, Unsubscribe):
+            self._unsubscribe(message.topic, message.key)
+        elif isinstance(message, UnsubscribeAll):
+            for topic in self._by_key.pop(message.key, ()):
+                self._remove(topic, message.key)
+        elif isinstance(message, Stats):
+            return (len(self._topics), sum(len(subs) for subs in self._topics.values()))
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _subscribe(self, topic: str, subscriber: Subscriber) -> None:
+        self._topics.setdefault(topic, {})[subscriber.key] = subscriber
+        self._by_key.setdefault(subscriber.key, set()).add(topic)
+
+    def _unsubscribe(self, topic: str, key: Any) -> None:
+        topics = self._by_key.get(key)
+        if topics is not None:
+            topics.discard(topic)
+            if not topics:
+                del self._by_key[key]
+        self._remove(topic, key)
+
+    def _remove(self, topic: str, key: Any) -> None:
+        subs = self._topics.get(topic)
+        if subs is not None:
+            subs.pop(key, None)
+            if not subs:
+                del self._topics[topic]
+
+    def _dispatch(self, broadcast: Broadcast, from_key: Any) -> None:
+        subs = self._topics.get(broadcast.topic)
+        if not subs:
+            return
+        event = broadcast.event
+        frames: dict[int, Any] = {}
+        for sub in subs.values():
+            if from_key is not None and sub.key == from_key:
+                continue
+            try:
+                if sub.connection is not None and event not in sub.intercepts:
+                    serializer = sub.serializer
+                    assert serializer is not None
+                    frame = frames.get(id(serializer))
+                    if frame is None:
+                        frame = frames[id(serializer)] = serializer.fastlane(broadcast)
+                    sub.connection.send(frame)
+                elif sub.channel_ref is not None:
+                    sub.channel_ref.tell(DispatchOut(broadcast))
+                elif sub.callback is not None:
+                    sub.callback(broadcast)
+            except pykka.ActorDeadError:
+                # The channel ended and its UnsubscribeAll is on its way.
+                continue
+            except Exception:
+                logger.exception(
+                    "Delivering %r on %r to subscriber %r failed", event, broadcast.topic, sub.key
+                )

@@ -1,0 +1,82 @@
+"""What a serializer is, and the JSON helpers every JSON serializer shares.
+
+A serializer turns :class:`Message` / :class:`Reply` / :class:`Broadcast` values
+into frames and client frames back into :class:`Message`. It is pure: no
+sockets, threads or actors. A frame is ``str`` (a text frame), ``bytes`` (a
+binary frame) or, for in-memory transports, the value itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, Union
+
+import orjson
+
+from ..errors import InvalidMessageError
+from ..message import Broadcast, Message, Reply
+
+__all__ = ["Frame", "Serializer", "decode_json", "encode_json", "encode_payload"]
+
+Frame = Union[str, bytes, Message, Reply]
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+class Serializer(Protocol):
+    """Encodes outgoing values to frames and decodes client frames.
+
+    ``fastlane`` is called once per serializer per broadcast, never once per
+    subscriber, so it should be as cheap as a splice of ``encoded_payload``.
+    Encoding raises ``TypeError`` or ``ValueError`` for an unserializable
+    payload; decoding raises :class:`InvalidMessageError` for a malformed frame.
+    """
+
+    vsn: str
+
+    def fastlane(self, broadcast: Broadcast) -> Frame: ...
+
+    def encode(self, message: Message | Reply) -> Frame: ...
+
+    def decode(self, data: str | bytes) -> Message: ...
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode ``value`` as JSON bytes (orjson; non-str dict keys become strings)."""
+    return orjson.dumps(value, option=_OPTIONS)
+
+
+def decode_json(data: str | bytes) -> Any:
+    """Decode JSON text, raising :class:`InvalidMessageError` when it is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        msg = f"Expected a JSON frame, got {_preview(data)!r}: {exc}"
+        raise InvalidMessageError(msg) from None
+
+
+def encode_payload(payload: Any) -> bytes:
+    """Check that ``payload`` may travel as a message and return its JSON.
+
+    Messages are JSON-serializable mappings or ``bytes`` (a binary frame). The
+    ``TypeError`` says what was wrong; callers wrap it in their own error class.
+    ``bytes`` are returned unchanged.
+    """
+    if isinstance(payload, bytes):
+        return payload
+    if not isinstance(payload, Mapping):
+        msg = (
+            "Expected the message payload to be a mapping (dict) or bytes, "
+            f"got {type(payload).__name__}: {_preview(payload)!r}"
+        )
+        raise TypeError(msg)
+    try:
+        return orjson.dumps(payload if isinstance(payload, dict) else dict(payload), option=_OPTIONS)
+    except TypeError as exc:
+        msg = f"Cannot serialize the message payload to JSON ({exc}): {_preview(payload)!r}"
+        raise TypeError(msg) from None
+
+
+def _preview(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
