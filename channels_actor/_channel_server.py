@@ -17,6 +17,9 @@ once (``_exit``): it unsubscribes from the registry, writes ``phx_close`` or
 topic, and tells the supervisor ``ChannelExited``; the supervisor then calls
 ``terminate``. Messages still queued after that are dropped.
 
+A shutdown from outside (``request_shutdown``) jumps the queue: the actor ends
+at its next message instead of working through a backlog first.
+
 Crashes are caught here rather than left to pykka, which would stop the actor
 without a word to the client (tells) or keep a broken channel alive (asks).
 The same logic runs on a pooled actor or a thread of its own (``actor_mode``).
@@ -83,6 +86,22 @@ class ChannelServerMixin:
         self._supervisor = supervisor
         self._subscribed = False
         self._exited = False
+        self._shutdown: ShutdownChannel | None = None
+
+    def request_shutdown(self, reason: Any, *, send_close: bool = False) -> None:
+        """End this channel before any message still queued (any thread).
+
+        Like an exit signal in Erlang, a shutdown from outside (connection
+        closed, duplicate join, endpoint drain) does not wait behind a backlog
+        of broadcasts: the actor ends at its next message, after the callback
+        running now, if any. The first request wins.
+        """
+        if self._shutdown is None:
+            self._shutdown = ShutdownChannel(reason, send_close)
+        try:
+            self.actor_ref.tell(self._shutdown)  # wakes an idle actor
+        except pykka.ActorDeadError:
+            pass  # already ended
 
     # mailbox ------------------------------------------------------------------
 
@@ -91,6 +110,10 @@ class ChannelServerMixin:
             return self._socket
         if self._exited:
             logger.debug("%s on %r ended; dropped %r", self._owner, self._socket.topic, message)
+            return None
+        shutdown = self._shutdown
+        if shutdown is not None:
+            self._exit(shutdown.reason, send_frames=shutdown.send_close)
             return None
         try:
             if isinstance(message, DispatchIn):
@@ -102,8 +125,6 @@ class ChannelServerMixin:
             elif isinstance(message, LeaveChannel):
                 self._reply(message.ref, "ok", {})
                 self._exit(("shutdown", "left"))
-            elif isinstance(message, ShutdownChannel):
-                self._exit(message.reason, send_frames=message.send_close)
             else:
                 self._handle_info(message)
         except Exception as exc:
@@ -231,10 +252,10 @@ class ChannelServerMixin:
             connection.channel_exited(socket.topic, self.actor_ref)
         channel = self._channel if self._channel is not None else _NeverJoined()
         self._supervisor.tell(ChannelExited(self.actor_ref, reason, channel, socket))
-        try:
-            self.stop()  # type: ignore[attr-defined]  # pykka.Actor.stop, after this message
-        except pykka.ActorDeadError:
-            pass  # on_failure: pykka has already stopped the actor
+        if not self.actor_ref.actor_stopped.is_set():
+            # Stop now, not after the backlog: pykka's immediate stop; queued
+            # tells are dropped and queued asks fail with ActorDeadError.
+            self._stop()  # type: ignore[attr-defined]
 
     def _reply(self, ref: str | None, status: str, payload: Any) -> None:
         socket = self._socket

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
     import pykka
 
+    from ._channel_server import ChannelServerMixin
     from .channel import Channel
     from .message import Broadcast
     from .socket import Socket
@@ -74,7 +75,9 @@ class WatchChannel(NamedTuple):
     """Told to the supervisor before a channel actor starts: it now owns the child."""
 
     ref: pykka.ActorRef[Any]
-    """The channel actor."""
+    """The channel actor's ref."""
+    actor: ChannelServerMixin
+    """The channel actor itself, for ``request_shutdown``."""
     name: str
     """Channel class and topic, for logs."""
 

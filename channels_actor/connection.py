@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pykka
 
 from ._constants import DISCONNECT
-from ._messages import DispatchIn, JoinChannel, ShutdownChannel, WatchChannel
+from ._messages import DispatchIn, JoinChannel, WatchChannel
 from ._messages import LeaveChannel as LeaveMessage
 from .protocol import (
     ConnectionProtocol,
@@ -38,6 +38,7 @@ from .protocol import (
 from .pubsub import Subscriber
 
 if TYPE_CHECKING:
+    from ._channel_server import ChannelServerMixin
     from .channel import Channel
     from .endpoint import Endpoint
     from .message import Broadcast, Message
@@ -85,7 +86,7 @@ class Connection:
         self._protocol = ConnectionProtocol(
             socket.handler, max_channels=endpoint.config.max_channels_per_socket
         )
-        self._channels: dict[str, pykka.ActorRef[Any]] = {}
+        self._channels: dict[str, ChannelServerMixin] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -121,11 +122,8 @@ class Connection:
             self._closed = True
             channels = list(self._channels.values())
             self._channels.clear()
-        for ref in channels:
-            try:
-                ref.tell(ShutdownChannel(reason, send_close=False))
-            except pykka.ActorDeadError:
-                pass  # it ended by itself meanwhile
+        for actor in channels:
+            actor.request_shutdown(reason)
         if self.socket.id is not None:
             self.endpoint.pubsub.unsubscribe_all(self)
         self.endpoint._connection_closed(self)
@@ -142,7 +140,17 @@ class Connection:
     def channel_ref(self, topic: str) -> pykka.ActorRef[Any] | None:
         """The actor of the channel joined on ``topic``, if any."""
         with self._lock:
-            return self._channels.get(topic)
+            actor = self._channels.get(topic)
+        return None if actor is None else actor.actor_ref
+
+    def shutdown_channel(self, topic: str, reason: Any) -> pykka.ActorRef[Any] | None:
+        """End the channel joined on ``topic`` with ``reason`` before its queued messages."""
+        with self._lock:
+            actor = self._channels.get(topic)
+        if actor is None:
+            return None
+        actor.request_shutdown(reason)
+        return actor.actor_ref
 
     # called by channel actors -------------------------------------------------
 
@@ -153,7 +161,8 @@ class Connection:
     def channel_exited(self, topic: str, ref: pykka.ActorRef[Any]) -> None:
         """A channel actor ended; free its topic unless a newer join replaced it."""
         with self._lock:
-            if self._channels.get(topic) is ref:
+            actor = self._channels.get(topic)
+            if actor is not None and actor.actor_ref is ref:
                 del self._channels[topic]
                 self._protocol.channel_exited(topic)
 
@@ -170,9 +179,9 @@ class Connection:
         elif isinstance(action, LeaveChannel):
             self._tell(action.message.topic, LeaveMessage(action.message.ref))
         elif isinstance(action, ShutdownDuplicate):
-            ref = self._channels.pop(action.topic, None)
-            if ref is not None:
-                self._tell_ref(ref, ShutdownChannel(("shutdown", "duplicate_join"), send_close=True))
+            actor = self._channels.pop(action.topic, None)
+            if actor is not None:
+                actor.request_shutdown(("shutdown", "duplicate_join"), send_close=True)
 
     def _start(self, action: StartChannel) -> None:
         message = action.message
@@ -180,23 +189,21 @@ class Connection:
         runtime = self.endpoint._runtime
         actor = runtime.create_channel(action.channel, socket)
         ref = actor.actor_ref
-        self._channels[message.topic] = ref
+        self._channels[message.topic] = actor
         # Watched before it runs, so its ChannelExited always finds it watched.
-        runtime.supervisor.tell(WatchChannel(ref, f"{action.channel.__name__}({message.topic})"))
+        name = f"{action.channel.__name__}({message.topic})"
+        runtime.supervisor.tell(WatchChannel(ref, actor, name))
         ref.tell(JoinChannel(message.payload, message.ref))
         actor._start_actor_loop()
 
     def _tell(self, topic: str, message: Any) -> None:
-        ref = self._channels.get(topic)
-        if ref is not None:
-            self._tell_ref(ref, message)
-
-    @staticmethod
-    def _tell_ref(ref: pykka.ActorRef[Any], message: Any) -> None:
+        actor = self._channels.get(topic)
+        if actor is None:
+            return
         try:
-            ref.tell(message)
+            actor.actor_ref.tell(message)
         except pykka.ActorDeadError:
-            logger.debug("%s ended before %r reached it", ref, message)
+            logger.debug("%s ended before %r reached it", actor, message)
 
     def _on_id_broadcast(self, broadcast: Broadcast) -> None:
         if broadcast.event == DISCONNECT:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pykka
 
-from ._messages import ChannelExited, DrainChannels, ShutdownChannel, WatchChannel
+from ._messages import ChannelExited, DrainChannels, WatchChannel
 
 __all__ = ["ChildCount", "Supervisor"]
 
@@ -39,7 +39,7 @@ class Supervisor(pykka.ThreadingActor):
 
     def __init__(self) -> None:
         super().__init__()
-        self._children: dict[pykka.ActorRef[Any], str] = {}
+        self._children: dict[pykka.ActorRef[Any], WatchChannel] = {}
         self._drained: list[threading.Event] = []
 
     def _start_actor_loop(self) -> None:
@@ -50,7 +50,7 @@ class Supervisor(pykka.ThreadingActor):
         if isinstance(message, ChannelExited):
             self._exited(message)
         elif isinstance(message, WatchChannel):
-            self._children[message.ref] = message.name
+            self._children[message.ref] = message
         elif isinstance(message, DrainChannels):
             self._drain(message)
         elif isinstance(message, ChildCount):
@@ -60,15 +60,15 @@ class Supervisor(pykka.ThreadingActor):
         return None
 
     def _exited(self, message: ChannelExited) -> None:
-        name = self._children.pop(message.ref, None)
-        if name is None:
+        watched = self._children.pop(message.ref, None)
+        if watched is None:
             logger.warning("Supervisor: exit of an unknown channel %s ignored", message.ref)
             return
         try:
             message.channel.terminate(message.reason, message.socket)
         except Exception:
             logger.exception("%s.terminate(%r) raised", type(message.channel).__name__, message.reason)
-        logger.debug("%s terminated: %r", name, message.reason)
+        logger.debug("%s terminated: %r", watched.name, message.reason)
         if not self._children and self._drained:
             for event in self._drained:
                 event.set()
@@ -79,9 +79,6 @@ class Supervisor(pykka.ThreadingActor):
             message.done.set()
             return
         self._drained.append(message.done)
-        for ref in list(self._children):
-            try:
-                ref.tell(ShutdownChannel(message.reason, send_close=False))
-            except pykka.ActorDeadError:
-                # Already ending: its ChannelExited is queued behind this message.
-                continue
+        for watched in list(self._children.values()):
+            # An actor already ending has its ChannelExited queued behind this message.
+            watched.actor.request_shutdown(message.reason)

@@ -31,10 +31,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Union
 
-import pykka
-
 from ._constants import PHX_JOIN, PHX_LEAVE
-from ._messages import GetSocket, ShutdownChannel
+from ._messages import GetSocket
 from .endpoint import Endpoint, Refused
 from .message import Broadcast, Message, Reply
 from .pubsub import Subscriber
@@ -107,9 +105,10 @@ class Mailbox:
             return list(self._items)
 
     def clear(self) -> None:
-        """Drop everything waiting."""
+        """Drop everything waiting, and the record of disconnects."""
         with self._cond:
             self._items.clear()
+            self.disconnects.clear()
 
 
 _local = threading.local()
@@ -281,10 +280,7 @@ def close(socket: Socket, timeout: float = 5.0) -> None:
     if ref is None:
         msg = "close() needs the channel socket returned by join()"
         raise ValueError(msg)
-    try:
-        ref.tell(ShutdownChannel(("shutdown", "closed"), send_close=False))
-    except pykka.ActorDeadError:
-        pass
+    _connection(socket).shutdown_channel(_topic(socket), ("shutdown", "closed"))
     if not ref.actor_stopped.wait(timeout):
         msg = f"The channel on {socket.topic!r} did not stop within {timeout}s"
         raise AssertionError(msg)

@@ -9,4 +9,11 @@ from .noop import NoopSerializer as NoopSerializer
 from .v1_json import V1JSONSerializer as V1JSONSerializer
 from .v2_json import V2JSONSerializer as V2JSONSerializer
 
-__all__ = ["Frame", "NoopSerializer", "Serializer", "V1JSONSerializer", "V2JSONSerializer", "for_vsn"]
+__all__ = [
+    "Frame",
+    "NoopSerializer",
+    "Serializer",
+    "V1JSONSerializer",
+    "V2JSONSerializer",
+    "for_vsn",
+]

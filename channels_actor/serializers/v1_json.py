@@ -95,7 +95,7 @@ def _refuse_bytes(payload: object, what: str) -> None:
             "V1 has no binary frames; the client must connect with vsn=2.0.0"
         )
         # ValueError, not TypeError: bytes are a valid payload type, just not in V1.
-        raise ValueError(msg)  # noqa: TRY004
+        raise ValueError(msg)
 
 
 def _require_object(frame: object, data: str) -> dict[str, Any]:
@@ -106,14 +106,20 @@ def _require_object(frame: object, data: str) -> dict[str, Any]:
     missing = [key for key in _REQUIRED_KEYS if key not in frame]
     if missing:
         names = ", ".join(map(repr, missing))
-        msg = f"Expected a V1 text frame, a JSON object {_SHAPE}, but it lacks {names}: {_preview(data)}"
+        msg = (
+            f"Expected a V1 text frame, a JSON object {_SHAPE}, "
+            f"but it lacks {names}: {_preview(data)}"
+        )
         raise InvalidMessageError(msg)
     return frame
 
 
 def _text_field(value: object, name: str, data: str) -> str:
     if not isinstance(value, str):
-        msg = f"Expected the {name!r} of a V1 text frame to be a string, got {_preview(value)} in {_preview(data)}"
+        msg = (
+            f"Expected the {name!r} of a V1 text frame to be a string, "
+            f"got {_preview(value)} in {_preview(data)}"
+        )
         raise InvalidMessageError(msg)
     return value
 

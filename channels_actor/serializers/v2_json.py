@@ -170,12 +170,26 @@ def _text_ref(value: object, name: str, data: str) -> str | None:
 def _binary_input(data: object) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
-    msg = f"Expected a V2 frame as str (text) or bytes (binary), got {type(data).__name__}: {_preview(data)}"
+    kind = type(data).__name__
+    msg = f"Expected a V2 frame as str (text) or bytes (binary), got {kind}: {_preview(data)}"
     raise InvalidMessageError(msg)
 
 
 def _decode_binary(data: bytes) -> Message:
     """Decode a kind-0 client push: ``0, |J|, |R|, |topic|, |event|, J, R, topic, event, data``."""
+    sizes, end = _push_header(data)
+    join_ref, ref, topic, event = _split_fields(data, sizes)
+    return Message(
+        topic=topic,
+        event=event,
+        payload=data[end:],
+        ref=ref or None,
+        join_ref=join_ref or None,
+    )
+
+
+def _push_header(data: bytes) -> tuple[bytes, int]:
+    """Return the four field sizes of a client push and where its data starts."""
     if not data or data[0] != _PUSH:
         kind = f"kind {data[0]}" if data else "an empty frame"
         msg = (
@@ -186,7 +200,8 @@ def _decode_binary(data: bytes) -> Message:
     if len(data) < _CLIENT_PUSH_HEADER:
         msg = (
             f"Expected a V2 binary push frame with {_CLIENT_PUSH_HEADER} header bytes "
-            f"(kind, join_ref size, ref size, topic size, event size), got {len(data)} bytes: {_preview(data)}"
+            "(kind, join_ref size, ref size, topic size, event size), "
+            f"got {len(data)} bytes: {_preview(data)}"
         )
         raise InvalidMessageError(msg)
     sizes = data[1:_CLIENT_PUSH_HEADER]
@@ -194,17 +209,11 @@ def _decode_binary(data: bytes) -> Message:
     if len(data) < end:
         msg = (
             f"Expected a V2 binary push frame of at least {end} bytes (join_ref {sizes[0]}, "
-            f"ref {sizes[1]}, topic {sizes[2]}, event {sizes[3]} bytes), got {len(data)} bytes: {_preview(data)}"
+            f"ref {sizes[1]}, topic {sizes[2]}, event {sizes[3]} bytes), "
+            f"got {len(data)} bytes: {_preview(data)}"
         )
         raise InvalidMessageError(msg)
-    join_ref, ref, topic, event = _split_fields(data, sizes)
-    return Message(
-        topic=topic,
-        event=event,
-        payload=data[end:],
-        ref=ref or None,
-        join_ref=join_ref or None,
-    )
+    return sizes, end
 
 
 def _split_fields(data: bytes, sizes: bytes) -> list[str]:
@@ -217,6 +226,9 @@ def _split_fields(data: bytes, sizes: bytes) -> list[str]:
         try:
             fields.append(raw.decode())
         except UnicodeDecodeError as exc:
-            msg = f"Expected the {name} of a V2 binary push frame to be UTF-8, got {_preview(raw)} ({exc.reason})"
+            msg = (
+                f"Expected the {name} of a V2 binary push frame to be UTF-8, "
+                f"got {_preview(raw)} ({exc.reason})"
+            )
             raise InvalidMessageError(msg) from None
     return fields

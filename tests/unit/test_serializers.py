@@ -28,7 +28,9 @@ PROPERTY = settings(max_examples=100, deadline=None, database=None)
 # ---------------------------------------------------------------- helpers
 
 
-def client_push(join_ref: str | None, ref: str | None, topic: str, event: str, data: bytes) -> bytes:
+def client_push(
+    join_ref: str | None, ref: str | None, topic: str, event: str, data: bytes
+) -> bytes:
     """Encode a kind-0 client->server binary frame as phoenix.js ``binaryEncode`` does."""
     fields = [(s or "").encode() for s in (join_ref, ref, topic, event)]
     return bytes([0, *map(len, fields)]) + b"".join(fields) + data
@@ -51,7 +53,13 @@ def read_server_binary(frame: bytes) -> dict[str, Any]:
     if kind == 1:
         join_ref, ref, topic, status = fields
         payload = {"status": status, "response": data}
-        return {"join_ref": join_ref, "ref": ref, "topic": topic, "event": "phx_reply", "payload": payload}
+        return {
+            "join_ref": join_ref,
+            "ref": ref,
+            "topic": topic,
+            "event": "phx_reply",
+            "payload": payload,
+        }
     topic, event = fields
     return {"join_ref": None, "ref": None, "topic": topic, "event": event, "payload": data}
 
@@ -124,8 +132,12 @@ def test_v2_push_binary_frame_has_no_ref() -> None:
     frame = V2.encode(Message("room:1", "img", b"\x00\xffdata", ref="5", join_ref="12"))
     assert frame == b"\x00\x02\x06\x03" + b"12" + b"room:1" + b"img" + b"\x00\xffdata"
     assert read_server_binary(frame) == {
-        "join_ref": "12", "ref": None, "topic": "room:1", "event": "img", "payload": b"\x00\xffdata",
-    }  # fmt: skip
+        "join_ref": "12",
+        "ref": None,
+        "topic": "room:1",
+        "event": "img",
+        "payload": b"\x00\xffdata",
+    }
 
 
 def test_v2_reply_binary_frame() -> None:
@@ -203,7 +215,9 @@ def test_v2_decode_ignores_extra_elements() -> None:
     assert message == Message("t", "e", {}, ref="2", join_ref="1")
 
 
-@pytest.mark.parametrize(("text", "value"), [("[1,2]", [1, 2]), ('"s"', "s"), ("3", 3), ("null", None), ("true", True)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("[1,2]", [1, 2]), ('"s"', "s"), ("3", 3), ("null", None), ("true", True)]
+)
 def test_v2_decode_text_payload_may_be_any_json(text: str, value: Any) -> None:
     assert V2.decode(f'["1","2","t","e",{text}]').payload == value
 
@@ -299,8 +313,10 @@ def test_v1_close_frame_carries_ref() -> None:
 
 def test_v1_reply_frame() -> None:
     frame = V1.encode(Reply("room:1", "error", {"reason": "x"}, ref="7", join_ref="3"))
-    expected = '{"topic":"room:1","event":"phx_reply","payload":{"status":"error","response":{"reason":"x"}},"ref":"7"}'
-    assert frame == expected
+    assert frame == (
+        '{"topic":"room:1","event":"phx_reply",'
+        '"payload":{"status":"error","response":{"reason":"x"}},"ref":"7"}'
+    )
 
 
 def test_v1_fastlane_frame() -> None:
@@ -360,7 +376,10 @@ def test_v1_decode_accepts_join_ref() -> None:
         ('{"topic":1,"event":"e","payload":{},"ref":null}', "'topic' .* to be a string"),
         ('{"topic":"t","event":null,"payload":{},"ref":null}', "'event' .* to be a string"),
         ('{"topic":"t","event":"e","payload":{},"ref":4}', "'ref' .* to be a string or null"),
-        ('{"topic":"t","event":"e","payload":{},"ref":"1","join_ref":[]}', "'join_ref' .* string or null"),
+        (
+            '{"topic":"t","event":"e","payload":{},"ref":"1","join_ref":[]}',
+            "'join_ref' .* string or null",
+        ),
     ],
 )
 def test_v1_decode_malformed(frame: str, expected: str) -> None:
@@ -429,7 +448,14 @@ def test_vsn_attributes() -> None:
 
 
 def test_package_exports() -> None:
-    for name in ("Frame", "NoopSerializer", "Serializer", "V1JSONSerializer", "V2JSONSerializer", "for_vsn"):
+    for name in (
+        "Frame",
+        "NoopSerializer",
+        "Serializer",
+        "V1JSONSerializer",
+        "V2JSONSerializer",
+        "for_vsn",
+    ):
         assert name in serializers.__all__
         assert hasattr(serializers, name)
     for public in (V1JSONSerializer, V2JSONSerializer, for_vsn):
@@ -443,7 +469,11 @@ _text = st.text(_chars, max_size=20)
 _field = st.text(_chars, max_size=63)  # at most 252 UTF-8 bytes
 _ref = st.none() | st.text(_chars, min_size=1, max_size=63)
 _scalar = (
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | _text
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text
 )
 _json = st.recursive(
     _scalar,
@@ -454,8 +484,12 @@ _payload = st.dictionaries(_text, _json, max_size=5)
 
 
 @PROPERTY
-@given(topic=_text, event=_text, ref=st.none() | _text, join_ref=st.none() | _text, payload=_payload)
-def test_v2_text_round_trip(topic: str, event: str, ref: str | None, join_ref: str | None, payload: Any) -> None:
+@given(
+    topic=_text, event=_text, ref=st.none() | _text, join_ref=st.none() | _text, payload=_payload
+)
+def test_v2_text_round_trip(
+    topic: str, event: str, ref: str | None, join_ref: str | None, payload: Any
+) -> None:
     message = Message(topic, event, payload, ref=ref, join_ref=join_ref)
     frame = V2.encode(message)
     assert isinstance(frame, str)
@@ -492,7 +526,9 @@ def test_v2_server_binary_frames_read_back(
 
 @PROPERTY
 @given(topic=_text, event=_text, payload=_payload)
-def test_fastlane_encoded_payload_gives_the_same_frame(topic: str, event: str, payload: Any) -> None:
+def test_fastlane_encoded_payload_gives_the_same_frame(
+    topic: str, event: str, payload: Any
+) -> None:
     cached = Broadcast(topic, event, payload, encode_payload(payload))
     plain = Broadcast(topic, event, payload)
     assert V2.fastlane(cached) == V2.fastlane(plain)
