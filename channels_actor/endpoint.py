@@ -24,11 +24,25 @@ from .socket import Socket, SocketHandler
 if TYPE_CHECKING:
     import pykka
 
+    from .server import Server, WebSocketService
+
     from .connection import Transport
     from .message import Broadcast
     from .serializers import Serializer
 
 __all__ = ["Endpoint", "Mount", "Refused"]
+
+WSGIApp = Callable[[dict[str, Any], Any], Any]
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
+
+
+class _NoResponse(list[bytes]):
+    """What gunicorn gets after a WebSocket ends: nothing more to write.
+
+    gunicorn has sent no headers for this request; an empty body with
+    ``close()`` ending the iteration lets its worker drop the connection.
+    """
+
 
 logger = logging.getLogger("channels_actor.endpoint")
 
@@ -69,6 +83,10 @@ class Endpoint:
         )
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
+        #: WSGI app for plain HTTP requests to the standalone server and to
+        #: ``wsgi_app`` (pages, assets); None answers 404.
+        self.http_app: WSGIApp | None = None
+        self._service: WebSocketService | None = None
 
     def __repr__(self) -> str:
         return f"<Endpoint mounts={sorted(self.mounts)} mode={self.config.actor_mode}>"
@@ -200,6 +218,86 @@ class Endpoint:
         self.start_runtime()
         self.pubsub.unsubscribe(topic, callback)
 
+    # serving -------------------------------------------------------------------
+
+    @property
+    def _websockets(self) -> WebSocketService:
+        with self._lock:
+            if self._service is None:
+                from .server import WebSocketService
+
+                self._service = WebSocketService(self)
+            return self._service
+
+    def start(self, host: str = "127.0.0.1", port: int = 4000, *, backlog: int = 1024) -> Server:
+        """Serve the mounted sockets (and ``http_app``) on background threads.
+
+        Returns the server: ``server.port`` is the real port when 0 was asked,
+        ``server.url`` its address, ``server.stop()`` stops this endpoint.
+        """
+        if not self.mounts and self.http_app is None:
+            msg = "Nothing to serve: mount a socket first with endpoint.socket('/socket', Handler)"
+            raise ConfigurationError(msg)
+        self.start_runtime()
+        server = self._websockets.listen(host, port, backlog)
+        logger.info("Serving %s at %s", ", ".join(sorted(self.mounts)) or "HTTP", server.url)
+        return server
+
+    def serve(self, host: str = "127.0.0.1", port: int = 4000) -> None:
+        """Like :meth:`start`, then block until Ctrl-C (or SIGTERM), then :meth:`stop`."""
+        import signal
+
+        server = self.start(host, port)
+        done = threading.Event()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            logger.info("Stopping %s", server.url)
+            self.stop()
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """WSGI entry point for werkzeug, Flask or gunicorn (threaded workers).
+
+        WebSocket upgrades to a mounted socket are served here; the request
+        thread stays with the WebSocket until it closes. Other requests go to
+        ``http_app`` (or 404).
+        """
+        from .transports.handshake import request_from_environ
+
+        service = self._websockets
+        path = str(environ.get("PATH_INFO", ""))
+        mount = service.mount_for(path)
+        if mount is None:
+            if self.http_app is not None:
+                return self.http_app(environ, start_response)
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"Not Found"]
+        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+        if sock is None:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [b"This WSGI server does not expose its socket (werkzeug.socket or "
+                    b"gunicorn.socket); use Endpoint.start() instead"]
+        self.start_runtime()
+        result = service.upgrade(mount, request_from_environ(environ), dict(environ), sock)
+        if isinstance(result, tuple):
+            status, body = result
+            start_response(f"{status} {_REASONS.get(status, '')}", [("Content-Type", "text/plain")])
+            return [body.encode()]
+        result.closed_event.wait()
+        if "werkzeug.socket" in environ:
+            # werkzeug treats this as a dropped connection and writes nothing.
+            raise ConnectionError("WebSocket closed")
+        start_response("200 OK", [])
+        return _NoResponse()
+
     # lifecycle ------------------------------------------------------------------
 
     def start_runtime(self) -> None:
@@ -213,10 +311,13 @@ class Endpoint:
         timeout = self.config.stop_timeout if timeout is None else timeout
         with self._lock:
             connections = list(self._connections)
+            service = self._service
         for connection in connections:
             connection.close(("shutdown", "closed"))
             connection.transport.shutdown()
         self._runtime.stop(timeout)
+        if service is not None:
+            service.stop(timeout)
 
     def __enter__(self) -> Self:
         self.start_runtime()

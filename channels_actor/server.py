@@ -1,0 +1,397 @@
+"""Serving WebSockets: the standalone server and the WSGI entry point.
+
+Theory of operation
+-------------------
+:class:`WebSocketService` is the endpoint's I/O side: one :class:`Reactor`
+thread reads every WebSocket, a small pool of handshake threads reads HTTP
+requests (h11) and runs ``connect`` (user code that may block, so never on the
+reactor), and the set of live transports is swept for idle ones.
+
+Standalone (:meth:`Endpoint.start`): the listening socket is registered with
+the reactor; each accepted socket goes to the handshake pool, which either
+upgrades it (the socket then belongs to the reactor, and no thread is spent
+on the connection) or answers a plain HTTP request with ``endpoint.http_app``.
+
+WSGI (``Endpoint.wsgi_app``): the web server's request thread runs the same
+checks, hands the socket to the reactor, and waits until the WebSocket has
+closed, because a WSGI server must not touch the socket before the app
+returns. That costs the server one of its threads per open WebSocket.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import h11
+
+from .transports.handshake import Request, request_from_environ
+from .transports.reactor import Reactor
+from .transports.websocket import WebSocketTransport, open_websocket
+from .upgrade import Accepted, decide_upgrade
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint, Mount
+
+__all__ = ["Server", "WebSocketService"]
+
+logger = logging.getLogger("channels_actor.server")
+
+_STATUS = {
+    200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
+    500: "Internal Server Error",
+}
+MAX_REQUEST_HEAD = 64 * 1024
+REQUEST_TIMEOUT = 10.0
+
+
+class WebSocketService:
+    """The reactor, the handshake pool and the live transports of one endpoint."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.reactor = Reactor()
+        self._pool: ThreadPoolExecutor | None = None
+        self._transports: set[WebSocketTransport] = set()
+        self._lock = threading.Lock()
+        self._servers: list[Server] = []
+        self._started = False
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.endpoint.config.handshake_threads,
+                thread_name_prefix="channels_actor-http",
+            )
+            self.reactor.start()
+            sweep = min(5.0, self.endpoint.config.heartbeat_timeout / 4)
+            self.reactor.every(sweep, self._sweep)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        assert self._pool is not None
+        return self._pool
+
+    def listen(self, host: str, port: int, backlog: int) -> Server:
+        self.start()
+        server = Server(self, host, port, backlog)
+        with self._lock:
+            self._servers.append(server)
+        self.reactor.call_soon(server._register)
+        return server
+
+    def stop(self, timeout: float) -> None:
+        """Stop listening, close every WebSocket with 1012, then stop the threads."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+            servers, self._servers = self._servers, []
+            transports = list(self._transports)
+        for server in servers:
+            server._close()
+        for transport in transports:
+            transport.shutdown()
+        deadline = time.monotonic() + timeout
+        for transport in transports:
+            if not transport.closed_event.wait(max(0.0, deadline - time.monotonic())):
+                self.reactor.call_soon(transport._release)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.reactor.stop(timeout)
+        self.reactor = Reactor()
+
+    @property
+    def transport_count(self) -> int:
+        return len(self._transports)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            transports = list(self._transports)
+        for transport in transports:
+            transport.check_idle(now)
+
+    def _closed(self, transport: WebSocketTransport) -> None:
+        with self._lock:
+            self._transports.discard(transport)
+
+    # upgrading -------------------------------------------------------------------
+
+    def mount_for(self, path: str) -> Mount | None:
+        """The mount whose WebSocket path is ``path`` (``/socket/websocket``)."""
+        if not path.endswith("/websocket"):
+            return None
+        base = path[: -len("/websocket")] or "/"
+        return self.endpoint.mounts.get(base)
+
+    def upgrade(
+        self, mount: Mount, request: Request, environ: dict[str, Any], sock: socket.socket,
+        early_data: bytes = b"",
+    ) -> WebSocketTransport | tuple[int, str]:
+        """Decide and, when accepted, hand ``sock`` to the reactor. Returns the
+        transport, or ``(status, body)`` to answer instead."""
+        self.start()
+        decision = decide_upgrade(self.endpoint, mount, request)
+        if not isinstance(decision, Accepted):
+            return (decision.status, decision.body)
+        config = self.endpoint.config
+        sock.settimeout(None)
+        transport = open_websocket(
+            sock, environ, self.reactor, decision.serializer,
+            subprotocols=decision.subprotocols,
+            max_frame_size=config.max_frame_size,
+            max_buffer=int(mount.options.get("max_buffer", config.max_buffer)),
+            compress=bool(mount.options.get("compress", config.compress)),
+            heartbeat_timeout=config.heartbeat_timeout,
+            on_closed=self._closed,
+        )
+        with self._lock:
+            self._transports.add(transport)
+        connection = self.endpoint.open_connection(decision.socket, transport)
+        transport.connection = connection
+
+        def begin() -> None:
+            transport.start_reading()
+            if early_data:
+                transport.feed(early_data)
+
+        self.reactor.call_soon(begin)
+        return transport
+
+
+class Server:
+    """A standalone server started by :meth:`Endpoint.start`.
+
+    Attributes:
+        host: the address listened on.
+        port: the port listened on (the real one when 0 was asked).
+        url: ``http://host:port``.
+    """
+
+    def __init__(self, service: WebSocketService, host: str, port: int, backlog: int) -> None:
+        self._service = service
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host, port))
+        except OSError:
+            listener.close()
+            raise
+        listener.listen(backlog)
+        listener.setblocking(False)
+        self._listener = listener
+        self.host = host
+        self.port: int = listener.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Server {self.url}>"
+
+    def stop(self) -> None:
+        """Stop the endpoint this server belongs to (drains every channel)."""
+        self._service.endpoint.stop()
+
+    def _register(self) -> None:
+        if not self._closed:
+            self._service.reactor.register(self._listener, self)  # type: ignore[arg-type]
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def close() -> None:
+            self._service.reactor.unregister(self._listener)
+            self._listener.close()
+
+        if self._service.reactor.running:
+            done = threading.Event()
+            self._service.reactor.call_soon(lambda: (close(), done.set()))
+            done.wait(5)
+        else:
+            close()
+
+    # reactor callbacks --------------------------------------------------------------
+
+    def on_readable(self) -> None:
+        for _ in range(64):
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.warning("accept() failed: %s", exc)
+                return
+            try:
+                self._service.pool.submit(_serve_http, self._service, sock, address)
+            except RuntimeError:  # pool shut down: we are stopping
+                sock.close()
+                return
+
+    def on_writable(self) -> None:
+        return None
+
+
+def _serve_http(service: WebSocketService, sock: socket.socket, address: Any) -> None:
+    """Read one HTTP request; upgrade it or answer it (handshake pool thread)."""
+    sock.settimeout(REQUEST_TIMEOUT)
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+    try:
+        event = _next_event(conn, sock)
+        if not isinstance(event, h11.Request):
+            sock.close()
+            return
+        environ = _environ(event, address, service, sock)
+        request = request_from_environ(environ)
+        mount = service.mount_for(request.path)
+        if mount is not None:
+            result = service.upgrade(mount, request, environ, sock, conn.trailing_data[0])
+            if isinstance(result, tuple):
+                _respond(conn, sock, result[0], [("content-type", "text/plain")], [result[1].encode()])
+                sock.close()
+            return
+        _serve_app(service, conn, sock, event, environ)
+    except h11.RemoteProtocolError as exc:
+        logger.info("Bad HTTP request from %s: %s", address, exc)
+        _respond_raw(sock, exc.error_status_hint, str(exc))
+        sock.close()
+    except (OSError, socket.timeout):
+        sock.close()
+    except Exception:
+        logger.exception("Serving %s failed", address)
+        sock.close()
+
+
+def _next_event(conn: h11.Connection, sock: socket.socket) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = sock.recv(65536)
+            conn.receive_data(data)
+            if not data:
+                return event
+            continue
+        return event
+
+
+def _environ(event: h11.Request, address: Any, service: WebSocketService, sock: socket.socket) -> dict[str, Any]:
+    target = event.target.decode("latin-1")
+    path, _, query = target.partition("?")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": event.method.decode("ascii"),
+        "PATH_INFO": unquote(path),
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/" + event.http_version.decode("ascii"),
+        "wsgi.url_scheme": "http",
+        "REMOTE_ADDR": address[0] if isinstance(address, tuple) else "",
+        "REMOTE_PORT": str(address[1]) if isinstance(address, tuple) else "",
+    }
+    local = sock.getsockname()
+    environ["SERVER_NAME"], environ["SERVER_PORT"] = str(local[0]), str(local[1])
+    for name, value in event.headers:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        text = value.decode("latin-1")
+        if key == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = text
+        elif key == "CONTENT_LENGTH":
+            environ["CONTENT_LENGTH"] = text
+        key = "HTTP_" + key
+        environ[key] = f"{environ[key]},{text}" if key in environ else text
+    return environ
+
+
+def _serve_app(
+    service: WebSocketService, conn: h11.Connection, sock: socket.socket,
+    event: h11.Request, environ: dict[str, Any],
+) -> None:
+    import io
+    import sys
+
+    body = b""
+    while True:
+        item = _next_event(conn, sock)
+        if isinstance(item, h11.Data):
+            body += item.data
+            if len(body) > MAX_REQUEST_HEAD:
+                _respond(conn, sock, 413, [], [b"Request body too large"])
+                sock.close()
+                return
+            continue
+        break
+    app = service.endpoint.http_app
+    if app is None:
+        _respond(conn, sock, 404, [("content-type", "text/plain")], [b"Not Found"])
+        sock.close()
+        return
+    environ.update({
+        "wsgi.version": (1, 0), "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "SCRIPT_NAME": "",
+    })
+    started: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        started[:] = [status, headers]
+        return lambda data: None
+
+    chunks: Iterable[bytes] = app(environ, start_response)
+    try:
+        payload = [bytes(chunk) for chunk in chunks]
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    status = int(str(started[0]).split(" ", 1)[0]) if started else 500
+    headers = [(k.lower(), v) for k, v in (started[1] if started else [])]
+    if event.method == b"HEAD":
+        payload = []
+    _respond(conn, sock, status, headers, payload)
+    sock.close()
+
+
+def _respond(conn: h11.Connection, sock: socket.socket, status: int,
+             headers: list[tuple[str, str]], body: list[bytes]) -> None:
+    length = sum(len(chunk) for chunk in body)
+    names = {name for name, _ in headers}
+    headers = list(headers)
+    if "content-length" not in names:
+        headers.append(("content-length", str(length)))
+    headers.append(("connection", "close"))
+    try:
+        data = conn.send(h11.Response(status_code=status, headers=headers, reason=_STATUS.get(status, "")))
+        for chunk in body:
+            data += conn.send(h11.Data(data=chunk)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
+    except h11.LocalProtocolError:
+        data = _raw_response(status, "".join(c.decode("latin-1") for c in body))
+    sock.sendall(data)
+
+
+def _raw_response(status: int, text: str) -> bytes:
+    body = text.encode()
+    head = (
+        f"HTTP/1.1 {status} {_STATUS.get(status, '')}\r\ncontent-type: text/plain\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _respond_raw(sock: socket.socket, status: int, text: str) -> None:
+    try:
+        sock.sendall(_raw_response(status, text))
+    except OSError:
+        pass
