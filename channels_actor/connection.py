@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .message import Broadcast, Message
     from .protocol import Action
     from .serializers import Frame
+    from .transports.frames import SharedFrame
     from .socket import Socket
 
 __all__ = ["Connection", "Transport"]
@@ -60,6 +61,9 @@ class Transport(Protocol):
 
     def send(self, frame: Frame) -> None:
         """Queue ``frame`` for the single writer; never blocks."""
+
+    def send_shared(self, shared: SharedFrame) -> None:
+        """Like ``send`` for a fastlane frame shared by many connections."""
 
     def disconnect(self) -> None:
         """Close the connection because its socket id was told to ``disconnect``."""
@@ -157,6 +161,10 @@ class Connection:
     def send(self, frame: Frame) -> None:
         """Write ``frame`` to the client through the transport's single writer."""
         self.transport.send(frame)
+
+    def send_shared(self, shared: SharedFrame) -> None:
+        """Write a fastlane frame shared by every subscriber of a broadcast."""
+        self.transport.send_shared(shared)
 
     def channel_exited(self, topic: str, ref: pykka.ActorRef[Any]) -> None:
         """A channel actor ended; free its topic unless a newer join replaced it."""

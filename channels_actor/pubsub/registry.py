@@ -10,7 +10,7 @@ order, exactly once per subscription key.
 Dispatch follows Phoenix's fastlane: a channel subscriber that does not
 intercept the event never sees the broadcast in its actor; the frame is encoded
 once per serializer for the whole dispatch and handed to each subscriber's
-connection. Intercepted events are told to the subscriber's channel actor
+connection (and, on WebSockets, framed once too: ``SharedFrame``). Intercepted events are told to the subscriber's channel actor
 (``handle_out``). Callback subscribers (``Endpoint.subscribe``) are called on
 this actor's thread, so they must be quick.
 """
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 import pykka
 
 from .._messages import DispatchOut
+from ..transports.frames import SharedFrame
 
 if TYPE_CHECKING:
     from ..message import Broadcast
@@ -141,7 +142,7 @@ class Registry(pykka.ThreadingActor):
         if not subs:
             return
         event = broadcast.event
-        frames: dict[int, Any] = {}
+        frames: dict[int, SharedFrame] = {}
         for sub in subs.values():
             if from_key is not None and sub.key == from_key:
                 continue
@@ -149,10 +150,10 @@ class Registry(pykka.ThreadingActor):
                 if sub.connection is not None and event not in sub.intercepts:
                     serializer = sub.serializer
                     assert serializer is not None
-                    frame = frames.get(id(serializer))
-                    if frame is None:
-                        frame = frames[id(serializer)] = serializer.fastlane(broadcast)
-                    sub.connection.send(frame)
+                    shared = frames.get(id(serializer))
+                    if shared is None:
+                        shared = frames[id(serializer)] = SharedFrame(serializer.fastlane(broadcast))
+                    sub.connection.send_shared(shared)
                 elif sub.channel_ref is not None:
                     sub.channel_ref.tell(DispatchOut(broadcast))
                 elif sub.callback is not None:

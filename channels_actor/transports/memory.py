@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ..serializers import Frame
+    from .frames import SharedFrame
 
 __all__ = ["MemoryTransport"]
 
@@ -32,6 +33,9 @@ class MemoryTransport:
 
     def send(self, frame: Frame) -> None:
         self._sink(frame)
+
+    def send_shared(self, shared: SharedFrame) -> None:
+        self._sink(shared.frame)  # type: ignore[arg-type]
 
     def disconnect(self) -> None:
         if self._on_close is not None:

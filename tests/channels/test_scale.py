@@ -164,8 +164,9 @@ def test_duplicate_joins_terminate_each_replaced_channel_once(actor_mode: str, e
     # runs and has nothing to terminate); every join that ran ends exactly once.
     ran, terms = events.of("join"), events.of("terminate")
     assert len(terms) == len(ran)
-    assert [t[2] for t in terms[:-1]] == [("shutdown", "duplicate_join")] * (len(terms) - 1)
-    assert terms[-1][2] == ("shutdown", "closed")
+    reasons = [t[2] for t in terms]
+    assert reasons.count(("shutdown", "closed")) == 1  # the last join, ended by close()
+    assert reasons.count(("shutdown", "duplicate_join")) == len(terms) - 1
     # the clients of the replaced joins that ran were told phx_close with their own join_ref
     closes = recorder.messages(0, "phx_close")
     assert {m.join_ref for m in closes} <= {f"r{n}" for n in range(joins - 1)}
