@@ -151,6 +151,7 @@ class ChannelServerMixin:
             outcome = normalize_join(self._owner, self._channel.join(topic, message.payload, socket))
             if isinstance(outcome, Joined):
                 check_payload(outcome.response, socket.serializer, ChannelError)
+                frame = self._encode_reply(message.ref, "ok", outcome.response, "join")
         except Exception as exc:
             logger.error("%s.join(%r) crashed", self._owner, topic, exc_info=exc)
             self._reply(message.ref, "error", {"reason": "join crashed"})
@@ -171,7 +172,7 @@ class ChannelServerMixin:
         )
         self._subscribe()
         logger.info("JOINED %s with %s", topic, self._owner)
-        self._reply(message.ref, "ok", outcome.response)
+        socket.connection.send(frame)
 
     def _subscribe(self) -> None:
         socket = self._socket
@@ -197,7 +198,7 @@ class ChannelServerMixin:
         self._socket = outcome.socket._replace(ref=None)
         if outcome.reply is not None:
             status, payload = outcome.reply
-            self._reply(message.ref, status, payload)
+            self._socket.connection.send(self._encode_reply(message.ref, status, payload, "handle_in"))
         if isinstance(outcome, Stop):
             self._exit(outcome.reason)
 
@@ -257,11 +258,24 @@ class ChannelServerMixin:
             # tells are dropped and queued asks fail with ActorDeadError.
             self._stop()  # type: ignore[attr-defined]
 
+    def _encode_reply(self, ref: str | None, status: str, payload: Any, callback: str) -> Any:
+        """Encode a reply the user's callback asked for; a payload that cannot
+        be encoded is that callback's fault and crashes the channel."""
+        socket = self._socket
+        assert socket.serializer is not None
+        check_payload(payload, socket.serializer, ChannelError)
+        try:
+            return socket.serializer.encode(Reply(socket.topic or "", status, payload, ref, socket.join_ref))
+        except (TypeError, ValueError) as exc:
+            msg = f"{self._owner}.{callback}() replied ({status!r}, {payload!r}), which cannot be encoded: {exc}"
+            raise ChannelError(msg) from None
+
     def _reply(self, ref: str | None, status: str, payload: Any) -> None:
         socket = self._socket
         self._send(Reply(socket.topic or "", status, payload, ref, socket.join_ref))
 
     def _send(self, value: Message | Reply) -> None:
+        """Send a frame the runtime made (errors, closes); they always encode."""
         socket = self._socket
         if socket.connection is None or socket.serializer is None:
             return
@@ -316,6 +330,8 @@ class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
     def _start_actor_loop(self) -> None:
         topic = self._socket.topic
         thread = threading.Thread(
-            target=self._actor_loop, name=f"ChannelServer-{topic}-{next(_thread_counter)}"
+            target=self._actor_loop,
+            name=f"ChannelServer-{topic}-{next(_thread_counter)}",
+            daemon=True,
         )
         thread.start()

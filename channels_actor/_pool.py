@@ -71,7 +71,9 @@ class ActorPool:
             if self._threads or self._stopped:
                 return self
             for index in range(self.size):
-                thread = threading.Thread(target=self._work, name=f"{self._name}-{index}")
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{index}", daemon=True
+                )
                 thread.start()
                 self._threads.append(thread)
         return self

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pykka
 
 from ._constants import DISCONNECT
-from ._messages import DispatchIn, JoinChannel, WatchChannel
+from ._messages import ChannelExited, DispatchIn, JoinChannel, WatchChannel
+from .message import Reply
 from ._messages import LeaveChannel as LeaveMessage
 from .protocol import (
     ConnectionProtocol,
@@ -202,7 +203,15 @@ class Connection:
         name = f"{action.channel.__name__}({message.topic})"
         runtime.supervisor.tell(WatchChannel(ref, actor, name))
         ref.tell(JoinChannel(message.payload, message.ref))
-        actor._start_actor_loop()
+        try:
+            actor._start_actor_loop()  # type: ignore[attr-defined]
+        except RuntimeError as exc:  # "can't start new thread": the process is at its limit
+            logger.error("Cannot start a channel for %r: %s", message.topic, exc)
+            del self._channels[message.topic]
+            self._protocol.channel_exited(message.topic)
+            runtime.supervisor.tell(ChannelExited(ref, ("error", exc), _NotStarted(), socket))
+            reply = Reply(message.topic, "error", {"reason": "join crashed"}, message.ref, message.join_ref)
+            self.transport.send(self.socket.serializer.encode(reply))  # type: ignore[union-attr]
 
     def _tell(self, topic: str, message: Any) -> None:
         actor = self._channels.get(topic)
@@ -217,3 +226,10 @@ class Connection:
         if broadcast.event == DISCONNECT:
             logger.info("Disconnecting %r: %r was broadcast to its id", self, DISCONNECT)
             self.transport.disconnect()
+
+
+class _NotStarted:
+    """The channel of a join whose actor could not start: nothing to terminate."""
+
+    def terminate(self, reason: Any, socket: Socket) -> None:
+        return None

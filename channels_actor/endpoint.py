@@ -8,8 +8,10 @@ first use (a connection, a broadcast, a subscription) and stop with
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Self
@@ -34,6 +36,21 @@ __all__ = ["Endpoint", "Mount", "Refused"]
 
 WSGIApp = Callable[[dict[str, Any], Any], Any]
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
+
+
+# The library's threads are daemons so that a forgotten stop() cannot hang the
+# process at exit; endpoints still running then are drained here instead, so
+# terminate() runs for every channel (gunicorn workers exit this way).
+_running: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_endpoints() -> None:
+    for endpoint in list(_running):
+        try:
+            endpoint.stop()
+        except Exception:
+            logger.exception("Stopping %r at exit failed", endpoint)
 
 
 class _NoResponse(list[bytes]):
@@ -304,6 +321,7 @@ class Endpoint:
         """Start the actors (pool, PubSub registry, supervisor) if they are not running."""
         if not self._runtime.running:
             self._runtime.start()
+            _running.add(self)
 
     def stop(self, timeout: float | None = None) -> None:
         """Drain: terminate every channel with ``("shutdown", "closed")``, close every
@@ -318,6 +336,7 @@ class Endpoint:
         self._runtime.stop(timeout)
         if service is not None:
             service.stop(timeout)
+        _running.discard(self)
 
     def __enter__(self) -> Self:
         self.start_runtime()

@@ -43,7 +43,9 @@ class Supervisor(pykka.ThreadingActor):
         self._drained: list[threading.Event] = []
 
     def _start_actor_loop(self) -> None:
-        thread = threading.Thread(target=self._actor_loop, name="channels_actor-supervisor")
+        thread = threading.Thread(
+            target=self._actor_loop, name="channels_actor-supervisor", daemon=True
+        )
         thread.start()
 
     def on_receive(self, message: Any) -> Any:

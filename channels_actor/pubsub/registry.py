@@ -99,7 +99,9 @@ class Registry(pykka.ThreadingActor):
     def _start_actor_loop(self) -> None:
         import threading
 
-        thread = threading.Thread(target=self._actor_loop, name="channels_actor-pubsub")
+        thread = threading.Thread(
+            target=self._actor_loop, name="channels_actor-pubsub", daemon=True
+        )
         thread.start()
 
     def on_receive(self, message: Any) -> Any:

@@ -66,7 +66,7 @@ class Reactor:
             self._wake_w.setblocking(False)
             self._selector.register(self._wake_r, selectors.EVENT_READ, None)
             self._stopping = False
-            self._thread = threading.Thread(target=self._run, name=self._name)
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -332,7 +332,7 @@ class WebSocketTransport:
         if self._state == "open":
             self._state = "closing"
             self._closing_since = time.monotonic()
-            if ws.close_reason == simple_websocket.ws.CloseReason.NO_STATUS_RCVD:
+            if ws.max_message_size and ws.incoming_message_len > ws.max_message_size:
                 logger.info("Closed %r: a frame exceeded max_frame_size (1009)", self)
             self._end_session()
         if not self._pending:

@@ -56,6 +56,8 @@ class RoomChannel(Channel):
                 return ("reply", ("ok", {"echo": payload}), socket)
             case "reply_custom":
                 return ("reply", ("teapot", {"short": True}), socket)
+            case "echo":
+                return ("reply", ("ok", payload if isinstance(payload, bytes) else {"echo": payload}), socket)
             case "reply_binary":
                 return ("reply", ("ok", b"\x00\x01"), socket)
             case "reply_error":
