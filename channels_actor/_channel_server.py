@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .channel import Channel
-    from .pubsub import PubSub
     from .socket import Socket
 
 __all__ = ["ChannelServerMixin", "PooledChannelServer", "ThreadedChannelServer", "is_graceful"]
@@ -78,7 +77,9 @@ class ChannelServerMixin:
 
     actor_ref: pykka.ActorRef[Any]
 
-    def _setup(self, channel_cls: type[Channel], socket: Socket, supervisor: pykka.ActorRef[Any]) -> None:
+    def _setup(
+        self, channel_cls: type[Channel], socket: Socket, supervisor: pykka.ActorRef[Any]
+    ) -> None:
         self._channel_cls = channel_cls
         self._owner = channel_cls.__name__
         self._channel: Channel | None = None
@@ -148,7 +149,9 @@ class ChannelServerMixin:
         assert topic is not None
         try:
             self._channel = self._channel_cls()
-            outcome = normalize_join(self._owner, self._channel.join(topic, message.payload, socket))
+            outcome = normalize_join(
+                self._owner, self._channel.join(topic, message.payload, socket)
+            )
             if isinstance(outcome, Joined):
                 check_payload(outcome.response, socket.serializer, ChannelError)
                 frame = self._encode_reply(message.ref, "ok", outcome.response, "join")
@@ -198,7 +201,9 @@ class ChannelServerMixin:
         self._socket = outcome.socket._replace(ref=None)
         if outcome.reply is not None:
             status, payload = outcome.reply
-            self._socket.connection.send(self._encode_reply(message.ref, status, payload, "handle_in"))
+            self._socket.connection.send(
+                self._encode_reply(message.ref, status, payload, "handle_in")
+            )
         if isinstance(outcome, Stop):
             self._exit(outcome.reason)
 
@@ -232,9 +237,7 @@ class ChannelServerMixin:
     # ending -------------------------------------------------------------------
 
     def _crash(self, exc: BaseException) -> None:
-        logger.error(
-            "%s on %r crashed: %s", self._owner, self._socket.topic, exc, exc_info=exc
-        )
+        logger.error("%s on %r crashed: %s", self._owner, self._socket.topic, exc, exc_info=exc)
         self._exit(("error", exc))
 
     def _exit(self, reason: Any, *, send_frames: bool = True) -> None:
@@ -247,7 +250,9 @@ class ChannelServerMixin:
         if send_frames:
             event = PHX_CLOSE if is_graceful(reason) else PHX_ERROR
             payload = {} if event == PHX_CLOSE else {"reason": "channel_crash"}
-            self._send(Message(socket.topic or "", event, payload, socket.join_ref, socket.join_ref))
+            self._send(
+                Message(socket.topic or "", event, payload, socket.join_ref, socket.join_ref)
+            )
         connection = socket.connection
         if connection is not None:
             connection.channel_exited(socket.topic, self.actor_ref)
@@ -265,9 +270,14 @@ class ChannelServerMixin:
         assert socket.serializer is not None
         check_payload(payload, socket.serializer, ChannelError)
         try:
-            return socket.serializer.encode(Reply(socket.topic or "", status, payload, ref, socket.join_ref))
+            return socket.serializer.encode(
+                Reply(socket.topic or "", status, payload, ref, socket.join_ref)
+            )
         except (TypeError, ValueError) as exc:
-            msg = f"{self._owner}.{callback}() replied ({status!r}, {payload!r}), which cannot be encoded: {exc}"
+            msg = (
+                f"{self._owner}.{callback}() replied ({status!r}, {payload!r}), "
+                f"which cannot be encoded: {exc}"
+            )
             raise ChannelError(msg) from None
 
     def _reply(self, ref: str | None, status: str, payload: Any) -> None:
@@ -321,7 +331,7 @@ class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
         self._setup(channel_cls, socket, supervisor)
 
     @classmethod
-    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:  # type: ignore[override]
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
         """Start without pykka's global registry (O(n) unregister); the supervisor tracks it."""
         obj = cls(*args, **kwargs)
         obj._start_actor_loop()

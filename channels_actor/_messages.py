@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     import threading
@@ -10,9 +10,14 @@ if TYPE_CHECKING:
     import pykka
 
     from ._channel_server import ChannelServerMixin
-    from .channel import Channel
     from .message import Broadcast
     from .socket import Socket
+
+
+class Terminable(Protocol):
+    """What the supervisor calls when a channel ends: a ``Channel``, or a stand-in."""
+
+    def terminate(self, reason: Any, socket: Socket) -> None: ...
 
 
 class JoinChannel(NamedTuple):
@@ -65,8 +70,8 @@ class ChannelExited(NamedTuple):
     """The channel actor that ended."""
     reason: Any
     """The reason given to ``terminate``."""
-    channel: Channel
-    """The user's channel instance."""
+    channel: Terminable
+    """The user's channel instance (or a stand-in when none was made)."""
     socket: Socket
     """The channel's last socket value."""
 

@@ -199,7 +199,7 @@ class PooledActor(pykka.Actor):
     ``on_stop``, ``on_failure``, ``ActorRef.tell`` / ``ask`` / ``stop``.
     """
 
-    actor_inbox: _PoolInbox  # type: ignore[assignment]
+    actor_inbox: _PoolInbox
 
     def __init__(self, pool: ActorPool, *args: Any, **kwargs: Any) -> None:
         self._actor_pool = pool

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pykka
 
 from ._channel_server import ChannelServerMixin, PooledChannelServer, ThreadedChannelServer
 from ._messages import DrainChannels
 from ._pool import ActorPool
-from .errors import ChannelTimeout, ConfigurationError
+from .errors import ConfigurationError
 from .supervisor import ChildCount, Supervisor
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class Runtime:
 
     def channel_count(self, timeout: float = 5.0) -> int:
         """Channel actors alive, as the supervisor counts them."""
-        count: int = self.supervisor.ask(ChildCount(), timeout=timeout)
+        count: int = self.supervisor.ask(ChildCount(), block=True, timeout=timeout)
         return count
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -88,7 +88,9 @@ class Runtime:
         done = threading.Event()
         self.supervisor.tell(DrainChannels(("shutdown", "closed"), done))
         if not done.wait(timeout):
-            logger.warning("Some channels did not terminate within %.1fs of Endpoint.stop()", timeout)
+            logger.warning(
+                "Some channels did not terminate within %.1fs of Endpoint.stop()", timeout
+            )
         try:
             self.supervisor.stop(block=True, timeout=timeout)
         except pykka.Timeout:
@@ -96,5 +98,3 @@ class Runtime:
         self.pubsub.stop(timeout)
         if self.pool is not None:
             self.pool.stop(timeout)
-
-

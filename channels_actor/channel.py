@@ -210,7 +210,9 @@ def socket_ref(socket: Socket) -> SocketRef:
         msg = "socket_ref() works only inside handle_in(), on a message that carries a ref"
         raise ChannelError(msg)
     assert socket.serializer is not None and socket.topic is not None
-    return SocketRef(socket.connection, socket.serializer, socket.topic, socket.join_ref, socket.ref)
+    return SocketRef(
+        socket.connection, socket.serializer, socket.topic, socket.join_ref, socket.ref
+    )
 
 
 def reply(ref: SocketRef, status_or_reply: ReplyT) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from ._constants import (
     DEFAULT_HEARTBEAT_TIMEOUT,
@@ -70,8 +71,13 @@ class EndpointConfig:
         return result
 
     def _check(self) -> None:
-        for name in ("max_frame_size", "max_channels_per_socket", "pool_size", "max_buffer",
-                     "handshake_threads"):
+        for name in (
+            "max_frame_size",
+            "max_channels_per_socket",
+            "pool_size",
+            "max_buffer",
+            "handshake_threads",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 msg = f"Endpoint option {name} must be a positive int, got {value!r}"

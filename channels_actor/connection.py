@@ -26,8 +26,8 @@ import pykka
 
 from ._constants import DISCONNECT
 from ._messages import ChannelExited, DispatchIn, JoinChannel, WatchChannel
-from .message import Reply
 from ._messages import LeaveChannel as LeaveMessage
+from .message import Reply
 from .protocol import (
     ConnectionProtocol,
     DeliverToChannel,
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from .message import Broadcast, Message
     from .protocol import Action
     from .serializers import Frame
-    from .transports.frames import SharedFrame
     from .socket import Socket
+    from .transports.frames import SharedFrame
 
 __all__ = ["Connection", "Transport"]
 
@@ -210,7 +210,9 @@ class Connection:
             del self._channels[message.topic]
             self._protocol.channel_exited(message.topic)
             runtime.supervisor.tell(ChannelExited(ref, ("error", exc), _NotStarted(), socket))
-            reply = Reply(message.topic, "error", {"reason": "join crashed"}, message.ref, message.join_ref)
+            reply = Reply(
+                message.topic, "error", {"reason": "join crashed"}, message.ref, message.join_ref
+            )
             self.transport.send(self.socket.serializer.encode(reply))  # type: ignore[union-attr]
 
     def _tell(self, topic: str, message: Any) -> None:

@@ -12,9 +12,9 @@ import atexit
 import logging
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ._runtime import Runtime
 from .config import EndpointConfig
@@ -26,11 +26,10 @@ from .socket import Socket, SocketHandler
 if TYPE_CHECKING:
     import pykka
 
-    from .server import Server, WebSocketService
-
     from .connection import Transport
     from .message import Broadcast
     from .serializers import Serializer
+    from .server import Server, WebSocketService
 
 __all__ = ["Endpoint", "Mount", "Refused"]
 
@@ -157,9 +156,10 @@ class Endpoint:
                 return Refused(reply)
             case _:
                 logger.error(
-                    "Expected %s.connect() to return one of:\n  (\"ok\", socket)\n"
-                    "  (\"error\", reply_map)\n  \"error\"\ngot: %r; refusing the connection",
-                    owner, result,
+                    'Expected %s.connect() to return one of:\n  ("ok", socket)\n'
+                    '  ("error", reply_map)\n  "error"\ngot: %r; refusing the connection',
+                    owner,
+                    result,
                 )
                 return Refused()
         try:
@@ -170,8 +170,9 @@ class Endpoint:
         if socket_id is not None and not isinstance(socket_id, str):
             logger.error("Expected %s.id() to return a str or None, got %r", owner, socket_id)
             return Refused()
-        return socket._replace(id=socket_id, endpoint=self, handler=handler,
-                               serializer=serializer, pubsub=self.pubsub)
+        return socket._replace(
+            id=socket_id, endpoint=self, handler=handler, serializer=serializer, pubsub=self.pubsub
+        )
 
     def open_connection(self, socket: Socket, transport: Transport) -> Connection:
         """Start serving an accepted connection through ``transport``."""
@@ -208,7 +209,10 @@ class Endpoint:
         self.pubsub.broadcast(topic, event, message)
 
     def broadcast_from(
-        self, from_ref: pykka.ActorRef[Any] | None, topic: str, event: str,
+        self,
+        from_ref: pykka.ActorRef[Any] | None,
+        topic: str,
+        event: str,
         message: Mapping[str, Any] | bytes,
     ) -> None:
         """Like :meth:`broadcast`, skipping the channel whose ``channel_ref`` is ``from_ref``."""
@@ -300,8 +304,10 @@ class Endpoint:
         sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
         if sock is None:
             start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
-            return [b"This WSGI server does not expose its socket (werkzeug.socket or "
-                    b"gunicorn.socket); use Endpoint.start() instead"]
+            return [
+                b"This WSGI server does not expose its socket (werkzeug.socket or "
+                b"gunicorn.socket); use Endpoint.start() instead"
+            ]
         self.start_runtime()
         result = service.upgrade(mount, request_from_environ(environ), dict(environ), sock)
         if isinstance(result, tuple):

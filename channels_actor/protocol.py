@@ -127,7 +127,10 @@ class ConnectionProtocol:
             if message.join_ref is not None and message.join_ref != current:
                 logger.debug(
                     "Ignoring %r on %r with stale join_ref %r (current %r)",
-                    event, topic, message.join_ref, current,
+                    event,
+                    topic,
+                    message.join_ref,
+                    current,
                 )
                 return []
             if event == PHX_LEAVE:
@@ -149,7 +152,8 @@ class ConnectionProtocol:
         if channel is None:
             logger.warning(
                 "Ignoring join of %r: no channel found in %s.channels",
-                topic, type(self._handler).__name__,
+                topic,
+                type(self._handler).__name__,
             )
             actions.append(
                 SendReply(Reply(topic, "error", {"reason": "unmatched topic"}, message.ref, None))
@@ -158,10 +162,17 @@ class ConnectionProtocol:
         if len(self._joined) >= self._max_channels:
             logger.error(
                 "Refusing join of %r: %d channels already joined on this connection "
-                "(max_channels_per_socket)", topic, len(self._joined),
+                "(max_channels_per_socket)",
+                topic,
+                len(self._joined),
             )
-            reply = Reply(topic, "error", {"reason": "too many channels joined"}, message.ref,
-                          message.join_ref)
+            reply = Reply(
+                topic,
+                "error",
+                {"reason": "too many channels joined"},
+                message.ref,
+                message.join_ref,
+            )
             actions.append(SendReply(reply))
             return actions
         self._joined[topic] = message.join_ref

@@ -91,7 +91,9 @@ class Stop:
     reply: tuple[str, Payload] | None = None
 
 
-def _fail(owner: str, callback: str, forms: tuple[str, ...], got: Any, why: str = "") -> CallbackReturnError:
+def _fail(
+    owner: str, callback: str, forms: tuple[str, ...], got: Any, why: str = ""
+) -> CallbackReturnError:
     lines = "\n".join(f"  {form}" for form in forms)
     extra = f"\n{why}" if why else ""
     return CallbackReturnError(
@@ -166,6 +168,6 @@ def normalize_handle_out(owner: str, result: Any, callback: str = "handle_out") 
 
 
 _REPLY_HINT = (
-    "A reply is a status string such as \"ok\" or a (status, payload) tuple whose "
+    'A reply is a status string such as "ok" or a (status, payload) tuple whose '
     "payload is a mapping or bytes."
 )

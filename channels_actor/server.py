@@ -20,6 +20,7 @@ returns. That costs the server one of its threads per open WebSocket.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -44,8 +45,13 @@ __all__ = ["Server", "WebSocketService"]
 logger = logging.getLogger("channels_actor.server")
 
 _STATUS = {
-    200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
     500: "Internal Server Error",
 }
 MAX_REQUEST_HEAD = 64 * 1024
@@ -137,7 +143,11 @@ class WebSocketService:
         return self.endpoint.mounts.get(base)
 
     def upgrade(
-        self, mount: Mount, request: Request, environ: dict[str, Any], sock: socket.socket,
+        self,
+        mount: Mount,
+        request: Request,
+        environ: dict[str, Any],
+        sock: socket.socket,
         early_data: bytes = b"",
     ) -> WebSocketTransport | tuple[int, str]:
         """Decide and, when accepted, hand ``sock`` to the reactor. Returns the
@@ -149,7 +159,10 @@ class WebSocketService:
         config = self.endpoint.config
         sock.settimeout(None)
         transport = open_websocket(
-            sock, environ, self.reactor, decision.serializer,
+            sock,
+            environ,
+            self.reactor,
+            decision.serializer,
             subprotocols=decision.subprotocols,
             max_frame_size=config.max_frame_size,
             max_buffer=int(mount.options.get("max_buffer", config.max_buffer)),
@@ -207,7 +220,7 @@ class Server:
 
     def _register(self) -> None:
         if not self._closed:
-            self._service.reactor.register(self._listener, self)  # type: ignore[arg-type]
+            self._service.reactor.register(self._listener, self)
 
     def _close(self) -> None:
         if self._closed:
@@ -220,7 +233,12 @@ class Server:
 
         if self._service.reactor.running:
             done = threading.Event()
-            self._service.reactor.call_soon(lambda: (close(), done.set()))
+
+            def close_then_signal() -> None:
+                close()
+                done.set()
+
+            self._service.reactor.call_soon(close_then_signal)
             done.wait(5)
         else:
             close()
@@ -261,7 +279,9 @@ def _serve_http(service: WebSocketService, sock: socket.socket, address: Any) ->
         if mount is not None:
             result = service.upgrade(mount, request, environ, sock, conn.trailing_data[0])
             if isinstance(result, tuple):
-                _respond(conn, sock, result[0], [("content-type", "text/plain")], [result[1].encode()])
+                _respond(
+                    conn, sock, result[0], [("content-type", "text/plain")], [result[1].encode()]
+                )
                 sock.close()
             return
         _serve_app(service, conn, sock, event, environ)
@@ -269,7 +289,7 @@ def _serve_http(service: WebSocketService, sock: socket.socket, address: Any) ->
         logger.info("Bad HTTP request from %s: %s", address, exc)
         _respond_raw(sock, exc.error_status_hint, str(exc))
         sock.close()
-    except (OSError, socket.timeout):
+    except (TimeoutError, OSError):
         sock.close()
     except Exception:
         logger.exception("Serving %s failed", address)
@@ -288,7 +308,9 @@ def _next_event(conn: h11.Connection, sock: socket.socket) -> Any:
         return event
 
 
-def _environ(event: h11.Request, address: Any, service: WebSocketService, sock: socket.socket) -> dict[str, Any]:
+def _environ(
+    event: h11.Request, address: Any, service: WebSocketService, sock: socket.socket
+) -> dict[str, Any]:
     target = event.target.decode("latin-1")
     path, _, query = target.partition("?")
     environ: dict[str, Any] = {
@@ -315,8 +337,11 @@ def _environ(event: h11.Request, address: Any, service: WebSocketService, sock: 
 
 
 def _serve_app(
-    service: WebSocketService, conn: h11.Connection, sock: socket.socket,
-    event: h11.Request, environ: dict[str, Any],
+    service: WebSocketService,
+    conn: h11.Connection,
+    sock: socket.socket,
+    event: h11.Request,
+    environ: dict[str, Any],
 ) -> None:
     import io
     import sys
@@ -337,14 +362,22 @@ def _serve_app(
         _respond(conn, sock, 404, [("content-type", "text/plain")], [b"Not Found"])
         sock.close()
         return
-    environ.update({
-        "wsgi.version": (1, 0), "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
-        "SCRIPT_NAME": "",
-    })
+    environ.update(
+        {
+            "wsgi.version": (1, 0),
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "SCRIPT_NAME": "",
+        }
+    )
     started: list[Any] = []
 
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
         started[:] = [status, headers]
         return lambda data: None
 
@@ -363,8 +396,13 @@ def _serve_app(
     sock.close()
 
 
-def _respond(conn: h11.Connection, sock: socket.socket, status: int,
-             headers: list[tuple[str, str]], body: list[bytes]) -> None:
+def _respond(
+    conn: h11.Connection,
+    sock: socket.socket,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: list[bytes],
+) -> None:
     length = sum(len(chunk) for chunk in body)
     names = {name for name, _ in headers}
     headers = list(headers)
@@ -372,7 +410,9 @@ def _respond(conn: h11.Connection, sock: socket.socket, status: int,
         headers.append(("content-length", str(length)))
     headers.append(("connection", "close"))
     try:
-        data = conn.send(h11.Response(status_code=status, headers=headers, reason=_STATUS.get(status, "")))
+        data = conn.send(
+            h11.Response(status_code=status, headers=headers, reason=_STATUS.get(status, ""))
+        )
         for chunk in body:
             data += conn.send(h11.Data(data=chunk)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
@@ -391,7 +431,5 @@ def _raw_response(status: int, text: str) -> bytes:
 
 
 def _respond_raw(sock: socket.socket, status: int, text: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.sendall(_raw_response(status, text))
-    except OSError:
-        pass

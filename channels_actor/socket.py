@@ -148,7 +148,9 @@ class SocketHandler:
                 return channel
         return None
 
-    def connect(self, params: dict[str, Any], socket: Socket, connect_info: dict[str, Any]) -> ConnectResult:
+    def connect(
+        self, params: dict[str, Any], socket: Socket, connect_info: dict[str, Any]
+    ) -> ConnectResult:
         """Accept or refuse a connection; runs on the connection's thread.
 
         Return ``("ok", socket)`` (assigns made here are copied into every

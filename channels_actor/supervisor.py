@@ -69,7 +69,9 @@ class Supervisor(pykka.ThreadingActor):
         try:
             message.channel.terminate(message.reason, message.socket)
         except Exception:
-            logger.exception("%s.terminate(%r) raised", type(message.channel).__name__, message.reason)
+            logger.exception(
+                "%s.terminate(%r) raised", type(message.channel).__name__, message.reason
+            )
         logger.debug("%s terminated: %r", watched.name, message.reason)
         if not self._children and self._drained:
             for event in self._drained:

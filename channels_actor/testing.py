@@ -28,8 +28,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Union
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 from ._constants import PHX_JOIN, PHX_LEAVE
 from ._messages import GetSocket
@@ -157,7 +157,7 @@ def _open(endpoint: Endpoint, socket: Socket) -> Socket:
 
 def socket(
     handler: type[SocketHandler] | SocketHandler,
-    id: str | None = None,  # noqa: A002 - Phoenix's name
+    id: str | None = None,
     assigns: Mapping[str, Any] | None = None,
     *,
     endpoint: Endpoint | None = None,
@@ -237,7 +237,7 @@ def join(
     if channel_ref is None:
         msg = f"join({topic!r}) was accepted but the channel ended at once"
         raise AssertionError(msg)
-    joined: Socket = channel_ref.ask(GetSocket(), timeout=timeout)
+    joined: Socket = channel_ref.ask(GetSocket(), block=True, timeout=timeout)
     return ("ok", reply.payload, joined)
 
 
@@ -260,8 +260,13 @@ def subscribe_and_join(
 def push(socket: Socket, event: str, payload: Any = None) -> str:
     """Push ``event`` to the joined channel of ``socket``; returns the ref for ``assert_reply``."""
     ref = _next_ref()
-    message = Message(_topic(socket), event, _stringify(payload if payload is not None else {}),
-                      ref, socket.join_ref)
+    message = Message(
+        _topic(socket),
+        event,
+        _stringify(payload if payload is not None else {}),
+        ref,
+        socket.join_ref,
+    )
     _connection(socket).receive(message)
     return ref
 
@@ -318,8 +323,11 @@ def assert_reply(ref: str, status: str, payload: PayloadMatch = None, timeout: f
 def refute_reply(ref: str, status: str | None = None, timeout: float = REFUTE_TIMEOUT) -> None:
     """Fail if a reply to ``ref`` (with ``status``, if given) arrives within ``timeout``."""
     found = mailbox().take(
-        lambda item: isinstance(item, Reply) and item.ref == ref
-        and (status is None or item.status == status),
+        lambda item: (
+            isinstance(item, Reply)
+            and item.ref == ref
+            and (status is None or item.status == status)
+        ),
         timeout,
     )
     if found is not None:
@@ -359,7 +367,9 @@ def assert_broadcast(event: str, payload: PayloadMatch = None, timeout: float = 
     return found.payload
 
 
-def refute_broadcast(event: str, payload: PayloadMatch = None, timeout: float = REFUTE_TIMEOUT) -> None:
+def refute_broadcast(
+    event: str, payload: PayloadMatch = None, timeout: float = REFUTE_TIMEOUT
+) -> None:
     """Fail if a broadcast of ``event`` matching ``payload`` arrives within ``timeout``."""
     found = mailbox().take(lambda item: _is_broadcast(item, event, payload), timeout)
     if found is not None:

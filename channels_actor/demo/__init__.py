@@ -140,7 +140,7 @@ class RoomChannel(Channel):
             return ("reply", _error(f"unknown event {event!r}; send new_msg"), socket)
         raw = payload.get("body") if isinstance(payload, Mapping) else None
         if not isinstance(raw, str):
-            return ("reply", _error("send {\"body\": \"your message\"}"), socket)
+            return ("reply", _error('send {"body": "your message"}'), socket)
         body = raw.strip()
         if not body:
             return ("reply", _error("a message cannot be empty"), socket)
@@ -208,19 +208,23 @@ class StaticApp:
         if asset is None:
             return self._text(start_response, "404 Not Found", f"Not found: {path}\n")
         if method not in ("GET", "HEAD"):
-            return self._text(start_response, "405 Method Not Allowed", "Use GET.\n",
-                              [("Allow", "GET, HEAD")])
+            return self._text(
+                start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET, HEAD")]
+            )
         filename, content_type = asset
         try:
             body = self._read(filename)
         except RuntimeError as exc:  # npm missing or failing: say how to fix it
             logger.error("Cannot serve phoenix.js: %s", exc)
             return self._text(start_response, "503 Service Unavailable", f"{exc}\n")
-        start_response("200 OK", [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            *_SECURITY_HEADERS,
-        ])
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(body))),
+                *_SECURITY_HEADERS,
+            ],
+        )
         return [] if method == "HEAD" else [body]
 
     @staticmethod
@@ -237,11 +241,14 @@ class StaticApp:
         extra: Sequence[tuple[str, str]] = (),
     ) -> list[bytes]:
         body = text.encode()
-        start_response(status, [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            *extra,
-        ])
+        start_response(
+            status,
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                *extra,
+            ],
+        )
         return [body]
 
 

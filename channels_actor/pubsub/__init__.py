@@ -8,11 +8,13 @@ to dispatch it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import socket as _stdlib_socket
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
@@ -87,15 +89,13 @@ class PubSub:
         """Remove every subscription of ``key``."""
         registry = self._registry
         if registry is not None:
-            try:
+            with contextlib.suppress(pykka.ActorDeadError):
                 registry.tell(UnsubscribeAll(key))
-            except pykka.ActorDeadError:
-                pass
 
     def stats(self, timeout: float = 5.0) -> tuple[int, int]:
         """Return ``(topics, subscriptions)`` after everything told so far is applied."""
         try:
-            result: tuple[int, int] = self._ref().ask(Stats(), timeout=timeout)
+            result: tuple[int, int] = self._ref().ask(Stats(), block=True, timeout=timeout)
         except pykka.Timeout:
             msg = f"The PubSub registry did not answer within {timeout}s"
             raise ChannelTimeout(msg) from None

@@ -9,17 +9,19 @@ order, exactly once per subscription key.
 
 Dispatch follows Phoenix's fastlane: a channel subscriber that does not
 intercept the event never sees the broadcast in its actor; the frame is encoded
-once per serializer for the whole dispatch and handed to each subscriber's
-connection (and, on WebSockets, framed once too: ``SharedFrame``). Intercepted events are told to the subscriber's channel actor
-(``handle_out``). Callback subscribers (``Endpoint.subscribe``) are called on
-this actor's thread, so they must be quick.
+once per serializer for the whole dispatch (on WebSockets framed once too, as a
+``SharedFrame``) and handed to each subscriber's connection. Intercepted events
+are told to the subscriber's channel actor (``handle_out``). Callback
+subscribers (``Endpoint.subscribe``) are called on this actor's thread, so they
+must be quick.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
 
@@ -154,7 +156,9 @@ class Registry(pykka.ThreadingActor):
                     assert serializer is not None
                     shared = frames.get(id(serializer))
                     if shared is None:
-                        shared = frames[id(serializer)] = SharedFrame(serializer.fastlane(broadcast))
+                        shared = frames[id(serializer)] = SharedFrame(
+                            serializer.fastlane(broadcast)
+                        )
                     sub.connection.send_shared(shared)
                 elif sub.channel_ref is not None:
                     sub.channel_ref.tell(DispatchOut(broadcast))

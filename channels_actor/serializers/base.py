@@ -71,7 +71,9 @@ def encode_payload(payload: Any) -> bytes:
         )
         raise TypeError(msg)
     try:
-        return orjson.dumps(payload if isinstance(payload, dict) else dict(payload), option=_OPTIONS)
+        return orjson.dumps(
+            payload if isinstance(payload, dict) else dict(payload), option=_OPTIONS
+        )
     except TypeError as exc:
         msg = f"Cannot serialize the message payload to JSON ({exc}): {_preview(payload)!r}"
         raise TypeError(msg) from None

@@ -26,7 +26,7 @@ class NoopSerializer:
         return message
 
     def decode(self, data: str | bytes) -> Message:
-        if isinstance(data, Message):  # type: ignore[unreachable]
-            return data  # type: ignore[unreachable]
+        if isinstance(data, Message):
+            return data
         msg = f"The noop serializer takes Message values, got {type(data).__name__}"
         raise InvalidMessageError(msg)

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["OP_BINARY", "OP_CLOSE", "OP_TEXT", "SharedFrame", "close_frame", "frame", "frame_message"]
+__all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_TEXT",
+    "SharedFrame",
+    "close_frame",
+    "frame",
+    "frame_message",
+]
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2

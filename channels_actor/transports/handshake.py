@@ -94,7 +94,7 @@ def auth_token(request: Request) -> tuple[str | None, bool]:
     """
     for item in request.subprotocols:
         if item.startswith(TOKEN_PREFIX):
-            encoded = item[len(TOKEN_PREFIX):]
+            encoded = item[len(TOKEN_PREFIX) :]
             try:
                 raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
                 return raw.decode(), True
@@ -156,14 +156,18 @@ def build_connect_info(request: Request, token: str | None, token_sent: bool) ->
     info: dict[str, Any] = {
         "peer_data": peer,
         "uri": uri,
-        "x_headers": [(name, value) for name, value in request.headers.items() if name.startswith("x-")],
+        "x_headers": [
+            (name, value) for name, value in request.headers.items() if name.startswith("x-")
+        ],
         "user_agent": request.header("user-agent"),
         "trace_context_headers": [
-            (name, value) for name, value in request.headers.items()
+            (name, value)
+            for name, value in request.headers.items()
             if name in ("traceparent", "tracestate")
         ],
         "sec_websocket_headers": [
-            (name, value) for name, value in request.headers.items()
+            (name, value)
+            for name, value in request.headers.items()
             if name.startswith("sec-websocket")
         ],
     }

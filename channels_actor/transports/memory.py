@@ -7,7 +7,8 @@ noop serializer).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..serializers import Frame
@@ -27,7 +28,9 @@ class MemoryTransport:
 
     name = "memory"
 
-    def __init__(self, sink: Callable[[Frame], Any], on_close: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self, sink: Callable[[Frame], Any], on_close: Callable[[str], Any] | None = None
+    ) -> None:
         self._sink = sink
         self._on_close = on_close
 

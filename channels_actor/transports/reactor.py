@@ -16,13 +16,15 @@ periodic work (the idle sweep) on the same thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 __all__ = ["Reactor", "Selectable"]
 
@@ -115,10 +117,8 @@ class Reactor:
 
     def unregister(self, sock: socket.socket) -> None:
         assert self._selector is not None
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(sock)
-        except (KeyError, ValueError):
-            pass
 
     def _request_stop(self) -> None:
         self._stopping = True
@@ -148,10 +148,8 @@ class Reactor:
             for key in list(selector.get_map().values()):
                 if key.data is None:
                     continue
-                try:
+                with contextlib.suppress(KeyError, ValueError):
                     selector.unregister(key.fileobj)
-                except (KeyError, ValueError):
-                    pass
             selector.close()
             for sock in (self._wake_r, self._wake_w):
                 if sock is not None:
@@ -181,7 +179,8 @@ class Reactor:
             return 0
         if not self._periodic:
             return None
-        return max(0.0, min(item[1] for item in self._periodic) - time.monotonic())
+        due: float = min(item[1] for item in self._periodic)
+        return max(0.0, due - time.monotonic())
 
     def _run_periodic(self) -> None:
         now = time.monotonic()

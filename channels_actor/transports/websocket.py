@@ -27,6 +27,7 @@ connection's own wsproto state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -195,7 +196,9 @@ class WebSocketTransport:
                 self._overflowed = True
                 logger.warning(
                     "%r stopped reading: %d bytes are waiting (max_buffer %d); closing it (1008)",
-                    self, self._pending_bytes, self._max_buffer,
+                    self,
+                    self._pending_bytes,
+                    self._max_buffer,
                 )
                 self._pending.clear()
                 self._pending_bytes = 0
@@ -233,10 +236,8 @@ class WebSocketTransport:
         if self._overflowed:
             self._reactor.call_soon(self._release)
         else:
-            try:
+            with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_WR) if not self._pending else None
-            except OSError:
-                pass
 
     # reactor thread ---------------------------------------------------------------------
 
@@ -298,10 +299,8 @@ class WebSocketTransport:
             self._writable_wanted = False
             self._reactor.want_write(self._sock, self, False)
             if self._state == "closing":
-                try:
+                with contextlib.suppress(OSError):
                     self._sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
 
     def _want_write(self) -> None:
         if self._registered and self._state != "closed":
@@ -368,10 +367,8 @@ class WebSocketTransport:
         if self._registered:
             self._reactor.unregister(self._sock)
             self._registered = False
-        try:
+        with contextlib.suppress(OSError):
             self._sock.close()
-        except OSError:
-            pass
         if self.ws is not None:
             self.ws.connected = False
         self.closed_event.set()
@@ -398,8 +395,13 @@ def open_websocket(
     the client's permessage-deflate offer is left out, so it is refused.
     """
     transport = WebSocketTransport(
-        sock, reactor, serializer, max_buffer=max_buffer, compress=compress,
-        heartbeat_timeout=heartbeat_timeout, on_closed=on_closed,
+        sock,
+        reactor,
+        serializer,
+        max_buffer=max_buffer,
+        compress=compress,
+        heartbeat_timeout=heartbeat_timeout,
+        on_closed=on_closed,
     )
     headers = {key: value for key, value in environ.items() if key.startswith("HTTP_")}
     if not compress:
@@ -414,5 +416,3 @@ def open_websocket(
     ws.input_buffer = transport._inbox
     transport.ws = ws
     return transport
-
-

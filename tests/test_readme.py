@@ -1,0 +1,28 @@
+"""The README's examples run as written (the server example without its blocking serve())."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def test_quick_start_has_exactly_two_commands() -> None:
+    section = README.split("## Quick start", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None
+    commands = [line for line in block.group(1).splitlines() if line.strip()]
+    assert len(commands) == 2
+    assert "channels_actor demo" in commands[0] and "pytest" in commands[1]
+
+
+def test_readme_examples_run() -> None:
+    server, kit = BLOCKS[0], BLOCKS[1]
+    assert server.rstrip().splitlines()[-1].startswith("endpoint.serve(")
+    namespace: dict[str, object] = {}
+    exec(compile("\n".join(server.rstrip().splitlines()[:-1]), "README-server", "exec"), namespace)
+    exec(compile(kit, "README-testing", "exec"), namespace)
+    namespace["test_room"]()  # type: ignore[operator]
+    namespace["endpoint"].stop()  # type: ignore[attr-defined]
