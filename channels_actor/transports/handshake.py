@@ -96,7 +96,8 @@ def auth_token(request: Request) -> tuple[str | None, bool]:
         if item.startswith(TOKEN_PREFIX):
             encoded = item[len(TOKEN_PREFIX) :]
             try:
-                raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                standard = encoded.replace("-", "+").replace("_", "/")
+                raw = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
                 return raw.decode(), True
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 return None, True

@@ -1,0 +1,97 @@
+"""Upgrade decisions and frame building, as pure functions (no sockets)."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import pytest
+import wsproto
+from wsproto.events import BytesMessage, TextMessage
+
+from channels_actor.transports.frames import SharedFrame, close_frame, frame_message
+from channels_actor.transports.handshake import (
+    Request,
+    auth_token,
+    build_connect_info,
+    origin_allowed,
+    request_from_environ,
+)
+
+
+def _request(**headers: str) -> Request:
+    return Request("GET", "/socket/websocket", "vsn=2.0.0&token=t", {k.lower(): v for k, v in headers.items()},
+                   peer=("127.0.0.1", 5555))
+
+
+def test_request_from_environ() -> None:
+    req = request_from_environ({
+        "REQUEST_METHOD": "get", "PATH_INFO": "/socket/websocket", "QUERY_STRING": "a=1&a=2&b=",
+        "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "keep-alive, Upgrade",
+        "HTTP_SEC_WEBSOCKET_PROTOCOL": "phoenix, x", "REMOTE_ADDR": "10.0.0.1", "REMOTE_PORT": "9",
+    })
+    assert req.method == "GET" and req.is_websocket
+    assert req.params == {"a": "2", "b": ""}
+    assert req.subprotocols == ["phoenix", "x"]
+    assert req.peer == ("10.0.0.1", 9)
+
+
+def test_auth_token_from_subprotocols() -> None:
+    token = base64.urlsafe_b64encode("tøken/+?".encode()).decode().rstrip("=")
+    assert auth_token(_request(**{"Sec-WebSocket-Protocol": f"phoenix, base64url.bearer.phx.{token}"})) == ("tøken/+?", True)
+    assert auth_token(_request(**{"Sec-WebSocket-Protocol": "phoenix"})) == (None, False)
+    assert auth_token(_request(**{"Sec-WebSocket-Protocol": "base64url.bearer.phx.%%%"})) == (None, True)
+
+
+def test_connect_info() -> None:
+    req = _request(Host="example.com:8080", **{"User-Agent": "ua", "X-Forwarded-For": "1.2.3.4", "traceparent": "00-x"})
+    info = build_connect_info(req, "tok", True)
+    assert info["peer_data"] == {"address": "127.0.0.1", "port": 5555}
+    assert info["uri"] == {"scheme": "http", "host": "example.com", "port": 8080,
+                           "path": "/socket/websocket", "query": "vsn=2.0.0&token=t"}
+    assert info["x_headers"] == [("x-forwarded-for", "1.2.3.4")]
+    assert info["user_agent"] == "ua"
+    assert info["trace_context_headers"] == [("traceparent", "00-x")]
+    assert info["auth_token"] == "tok"
+    assert "auth_token" not in build_connect_info(req, None, False)
+
+
+@pytest.mark.parametrize(
+    ("origin", "check", "host", "allowed"),
+    [
+        (None, True, "a.com", True),
+        ("https://a.com", True, "a.com:443", True),
+        ("https://b.com", True, "a.com", False),
+        ("https://b.com", False, "a.com", True),
+        ("https://a.com", ["https://a.com"], None, True),
+        ("http://a.com", ["https://a.com"], None, False),
+        ("https://x.y.a.com", ["//*.a.com"], None, True),
+        ("https://a.com", ["//*.a.com"], None, True),
+        ("https://evila.com", ["//*.a.com"], None, False),
+        ("http://a.com:888", ["//a.com:888"], None, True),
+        ("http://a.com", ["//a.com:888"], None, False),
+        ("null", ["//a.com"], None, False),
+        ("https://a.com", lambda o: o == "https://a.com", None, True),
+    ],
+)
+def test_origin_allowed(origin: str | None, check: object, host: str | None, allowed: bool) -> None:
+    assert origin_allowed(origin, check, host) is allowed  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+@pytest.mark.parametrize("kind", ["text", "binary"])
+def test_frames_match_what_a_client_parses(size: int, kind: str) -> None:
+    data: str | bytes = "é" * (size // 2) if kind == "text" else bytes(size)
+    client = wsproto.connection.Connection(wsproto.connection.ConnectionType.CLIENT)
+    client.receive_data(frame_message(data))
+    events = list(client.events())
+    assert len(events) == 1
+    event = events[0]
+    assert isinstance(event, TextMessage if kind == "text" else BytesMessage)
+    assert event.data == data and event.message_finished
+
+
+def test_close_frame_and_shared_frame() -> None:
+    assert close_frame(1012, "bye") == bytes([0x88, 5]) + struct.pack("!H", 1012) + b"bye"
+    shared = SharedFrame("[1]")
+    assert shared.wire() is shared.wire() and shared.wire() == frame_message("[1]")
