@@ -17,8 +17,10 @@ once (``_exit``): it unsubscribes from the registry, writes ``phx_close`` or
 topic, and tells the supervisor ``ChannelExited``; the supervisor then calls
 ``terminate``. Messages still queued after that are dropped.
 
-A shutdown from outside (``request_shutdown``) jumps the queue: the actor ends
-at its next message instead of working through a backlog first.
+A shutdown from outside (``request_shutdown``) does not wait behind a backlog of
+broadcasts: a duplicate join or an endpoint drain ends the actor at its next
+message; a closed connection lets the client's messages already queued (a leave)
+be handled first and skips the rest.
 
 Crashes are caught here rather than left to pykka, which would stop the actor
 without a word to the client (tells) or keep a broken channel alive (asks).
@@ -89,18 +91,24 @@ class ChannelServerMixin:
         self._exited = False
         self._shutdown: ShutdownChannel | None = None
 
-    def request_shutdown(self, reason: Any, *, send_close: bool = False) -> None:
-        """End this channel before any message still queued (any thread).
+    def request_shutdown(self, reason: Any, *, send_close: bool = False, urgent: bool = True) -> None:
+        """End this channel with ``reason`` (any thread). The first request wins.
 
-        Like an exit signal in Erlang, a shutdown from outside (connection
-        closed, duplicate join, endpoint drain) does not wait behind a backlog
-        of broadcasts: the actor ends at its next message, after the callback
-        running now, if any. The first request wins.
+        ``urgent`` (duplicate join, endpoint drain): like an exit signal in
+        Erlang, the actor ends at its next message, after the callback running
+        now, instead of working through its backlog first.
+
+        Not urgent (the connection closed): the client's own messages already
+        queued (pushes, a leave) are still handled in order, as Phoenix's
+        mailbox would order them before the transport's exit, but intercepted
+        broadcasts and ``handle_info`` messages are skipped: nobody would
+        receive what they push. The actor ends when the request's message,
+        queued behind them, arrives.
         """
         if self._shutdown is None:
-            self._shutdown = ShutdownChannel(reason, send_close)
+            self._shutdown = ShutdownChannel(reason, send_close, urgent)
         try:
-            self.actor_ref.tell(self._shutdown)  # wakes an idle actor
+            self.actor_ref.tell(self._shutdown)
         except pykka.ActorDeadError:
             pass  # already ended
 
@@ -113,7 +121,12 @@ class ChannelServerMixin:
             logger.debug("%s on %r ended; dropped %r", self._owner, self._socket.topic, message)
             return None
         shutdown = self._shutdown
-        if shutdown is not None:
+        if shutdown is not None and (
+            shutdown.urgent
+            or message is shutdown
+            or not isinstance(message, (DispatchIn, LeaveChannel))
+            or self._channel is None
+        ):
             self._exit(shutdown.reason, send_frames=shutdown.send_close)
             return None
         try:

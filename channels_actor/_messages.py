@@ -61,6 +61,8 @@ class ShutdownChannel(NamedTuple):
     """The reason ``terminate`` receives."""
     send_close: bool
     """Send ``phx_close`` to the client (duplicate join) or not (connection gone)."""
+    urgent: bool = True
+    """End before the messages already queued (see ``request_shutdown``)."""
 
 
 class ChannelExited(NamedTuple):

@@ -128,7 +128,7 @@ class Connection:
             channels = list(self._channels.values())
             self._channels.clear()
         for actor in channels:
-            actor.request_shutdown(reason)
+            actor.request_shutdown(reason, urgent=False)
         if self.socket.id is not None:
             self.endpoint.pubsub.unsubscribe_all(self)
         self.endpoint._connection_closed(self)
@@ -149,12 +149,12 @@ class Connection:
         return None if actor is None else actor.actor_ref
 
     def shutdown_channel(self, topic: str, reason: Any) -> pykka.ActorRef[Any] | None:
-        """End the channel joined on ``topic`` with ``reason`` before its queued messages."""
+        """End the channel joined on ``topic`` with ``reason``, as a closing connection does."""
         with self._lock:
             actor = self._channels.get(topic)
         if actor is None:
             return None
-        actor.request_shutdown(reason)
+        actor.request_shutdown(reason, urgent=False)
         return actor.actor_ref
 
     # called by channel actors -------------------------------------------------
