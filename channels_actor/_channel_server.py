@@ -91,7 +91,9 @@ class ChannelServerMixin:
         self._exited = False
         self._shutdown: ShutdownChannel | None = None
 
-    def request_shutdown(self, reason: Any, *, send_close: bool = False, urgent: bool = True) -> None:
+    def request_shutdown(
+        self, reason: Any, *, send_close: bool = False, urgent: bool = True
+    ) -> None:
         """End this channel with ``reason`` (any thread). The first request wins.
 
         ``urgent`` (duplicate join, endpoint drain): like an exit signal in
