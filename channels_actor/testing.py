@@ -337,43 +337,47 @@ def refute_reply(ref: str, status: str | None = None, timeout: float = REFUTE_TI
 
 def assert_push(event: str, payload: PayloadMatch = None, timeout: float = 1.0) -> Any:
     """Wait for a push (or fastlane broadcast) of ``event`` matching ``payload``; return it."""
-    found = mailbox().take(lambda item: _is_push(item, event, payload), timeout)
-    if found is None:
-        msg = (
-            f"Expected a push of {event!r} with {_describe(payload)} within {timeout}s; "
-            f"mailbox: {_summary()}"
-        )
-        raise AssertionError(msg)
-    return found.payload
+    return _expect("a push", lambda item: _is_push(item, event, payload), event, payload, timeout)
 
 
 def refute_push(event: str, payload: PayloadMatch = None, timeout: float = REFUTE_TIMEOUT) -> None:
     """Fail if a push of ``event`` matching ``payload`` arrives within ``timeout``."""
-    found = mailbox().take(lambda item: _is_push(item, event, payload), timeout)
-    if found is not None:
-        msg = f"Expected no push of {event!r} with {_describe(payload)}, got {found!r}"
-        raise AssertionError(msg)
+    _refute("push", lambda item: _is_push(item, event, payload), event, payload, timeout)
 
 
 def assert_broadcast(event: str, payload: PayloadMatch = None, timeout: float = 1.0) -> Any:
     """Wait for a broadcast of ``event`` to a topic joined with ``subscribe_and_join``."""
-    found = mailbox().take(lambda item: _is_broadcast(item, event, payload), timeout)
-    if found is None:
-        msg = (
-            f"Expected a broadcast of {event!r} with {_describe(payload)} within {timeout}s; "
-            f"mailbox: {_summary()}"
-        )
-        raise AssertionError(msg)
-    return found.payload
+    return _expect(
+        "a broadcast", lambda item: _is_broadcast(item, event, payload), event, payload, timeout
+    )
 
 
 def refute_broadcast(
     event: str, payload: PayloadMatch = None, timeout: float = REFUTE_TIMEOUT
 ) -> None:
     """Fail if a broadcast of ``event`` matching ``payload`` arrives within ``timeout``."""
-    found = mailbox().take(lambda item: _is_broadcast(item, event, payload), timeout)
+    _refute("broadcast", lambda item: _is_broadcast(item, event, payload), event, payload, timeout)
+
+
+def _expect(
+    kind: str, match: Callable[[Any], bool], event: str, payload: PayloadMatch, timeout: float
+) -> Any:
+    found = mailbox().take(match, timeout)
+    if found is None:
+        msg = (
+            f"Expected {kind} of {event!r} with {_describe(payload)} within {timeout}s; "
+            f"mailbox: {_summary()}"
+        )
+        raise AssertionError(msg)
+    return found.payload
+
+
+def _refute(
+    kind: str, match: Callable[[Any], bool], event: str, payload: PayloadMatch, timeout: float
+) -> None:
+    found = mailbox().take(match, timeout)
     if found is not None:
-        msg = f"Expected no broadcast of {event!r} with {_describe(payload)}, got {found!r}"
+        msg = f"Expected no {kind} of {event!r} with {_describe(payload)}, got {found!r}"
         raise AssertionError(msg)
 
 

@@ -16,7 +16,7 @@ import orjson
 from ..errors import InvalidMessageError
 from ..message import Broadcast, Message, Reply
 
-__all__ = ["Frame", "Serializer", "decode_json", "encode_json", "encode_payload"]
+__all__ = ["Frame", "Serializer", "decode_json", "encode_json", "encode_payload", "text_field"]
 
 Frame = Union[str, bytes, Message, Reply]
 
@@ -77,6 +77,16 @@ def encode_payload(payload: Any) -> bytes:
     except TypeError as exc:
         msg = f"Cannot serialize the message payload to JSON ({exc}): {_preview(payload)!r}"
         raise TypeError(msg) from None
+
+
+def text_field(value: object, what: str, data: object, *, nullable: bool = False) -> Any:
+    """Return ``value`` if it is a str (or None when ``nullable``), else raise
+    :class:`InvalidMessageError` naming ``what`` was expected in frame ``data``."""
+    if isinstance(value, str) or (nullable and value is None):
+        return value
+    kind = "a string or null" if nullable else "a string"
+    msg = f"Expected {what} to be {kind}, got {_preview(value)} in {_preview(data)}"
+    raise InvalidMessageError(msg)
 
 
 def _preview(value: Any, limit: int = 200) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from .._constants import PHX_REPLY
 from ..errors import InvalidMessageError
 from ..message import Broadcast, Message, Reply
-from .base import _preview, decode_json, encode_json, encode_payload
+from .base import _preview, decode_json, encode_json, encode_payload, text_field
 
 __all__ = ["V1JSONSerializer"]
 
@@ -115,20 +115,8 @@ def _require_object(frame: object, data: str) -> dict[str, Any]:
 
 
 def _text_field(value: object, name: str, data: str) -> str:
-    if not isinstance(value, str):
-        msg = (
-            f"Expected the {name!r} of a V1 text frame to be a string, "
-            f"got {_preview(value)} in {_preview(data)}"
-        )
-        raise InvalidMessageError(msg)
-    return value
+    return text_field(value, f"the {name!r} of a V1 text frame", data)  # type: ignore[no-any-return]
 
 
 def _ref_field(value: object, name: str, data: str) -> str | None:
-    if value is not None and not isinstance(value, str):
-        msg = (
-            f"Expected the {name!r} of a V1 text frame to be a string or null, "
-            f"got {_preview(value)} in {_preview(data)}"
-        )
-        raise InvalidMessageError(msg)
-    return value
+    return text_field(value, f"the {name!r} of a V1 text frame", data, nullable=True)  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ from typing import Any
 from .._constants import PHX_REPLY
 from ..errors import InvalidMessageError
 from ..message import Broadcast, Message, Reply
-from .base import _preview, decode_json, encode_json, encode_payload
+from .base import _preview, decode_json, encode_json, encode_payload, text_field
 
 __all__ = ["V2JSONSerializer"]
 
@@ -148,23 +148,12 @@ def _decode_text(data: str) -> Message:
 
 
 def _text_field(value: object, name: str, data: str) -> str:
-    if not isinstance(value, str):
-        msg = (
-            f"Expected the {name} of a V2 text frame {_TEXT_SHAPE} to be a string, "
-            f"got {_preview(value)} in {_preview(data)}"
-        )
-        raise InvalidMessageError(msg)
-    return value
+    return text_field(value, f"the {name} of a V2 text frame {_TEXT_SHAPE}", data)  # type: ignore[no-any-return]
 
 
 def _text_ref(value: object, name: str, data: str) -> str | None:
-    if value is not None and not isinstance(value, str):
-        msg = (
-            f"Expected the {name} of a V2 text frame {_TEXT_SHAPE} to be a string "
-            f"or null, got {_preview(value)} in {_preview(data)}"
-        )
-        raise InvalidMessageError(msg)
-    return value
+    what = f"the {name} of a V2 text frame {_TEXT_SHAPE}"
+    return text_field(value, what, data, nullable=True)  # type: ignore[no-any-return]
 
 
 def _binary_input(data: object) -> bytes:
