@@ -171,8 +171,8 @@ class WebSocketTransport:
 
     def _write(self, data: bytes) -> None:
         with self._lock:
-            if self._state == "closed" or (self._state == "closing" and self._overflowed):
-                return
+            if self._state != "open":
+                return  # nothing may follow our close frame
             if self._pending:
                 self._queue(memoryview(data))
                 return
@@ -223,21 +223,21 @@ class WebSocketTransport:
         with self._lock:
             if self._state != "open":
                 return
-            self._state = "closing"
-            self._closing_since = time.monotonic()
             ws = self.ws
             if ws is not None and ws.connected and not self._overflowed:
                 try:
-                    ws.close(code, reason)
-                except (simple_websocket.ConnectionClosed, OSError, Exception):
+                    ws.close(code, reason)  # writes the close frame: the last one we send
+                except Exception:
                     logger.debug("close frame to %r failed", self, exc_info=True)
+            self._state = "closing"
+            self._closing_since = time.monotonic()
         logger.debug("closing %r with %d %s", self, code, reason)
         self._end_session()
         if self._overflowed:
             self._reactor.call_soon(self._release)
-        else:
+        elif not self._pending:  # else on_writable shuts down once the queue is flushed
             with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_WR) if not self._pending else None
+                self._sock.shutdown(socket.SHUT_WR)
 
     # reactor thread ---------------------------------------------------------------------
 
