@@ -8,13 +8,33 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .demo import main as demo_main
 
 __all__ = ["COMMANDS", "main"]
 
+
+def bench_main(argv: Sequence[str]) -> int:
+    """Run the benchmark suite (``benchmarks/`` of a source checkout)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__main__.py").exists():
+        sys.stderr.write(
+            "channels_actor: bench runs the benchmarks/ folder of a source checkout; "
+            "clone the repository and run `pip install -e '.[bench]'` there\n"
+        )
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import importlib
+
+    benchmarks = importlib.import_module("benchmarks.__main__")
+    return int(benchmarks.main(list(argv)))
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": demo_main,
+    "bench": bench_main,
 }
 
 USAGE = "usage: python -m channels_actor {" + ",".join(COMMANDS) + "} [options]\n"

@@ -22,6 +22,7 @@ import pykka
 from ._channel_server import ChannelServerMixin, PooledChannelServer, ThreadedChannelServer
 from ._messages import DrainChannels
 from ._pool import ActorPool
+from ._timer import discard_stopped
 from .errors import ConfigurationError
 from .supervisor import ChildCount, Supervisor
 
@@ -98,3 +99,4 @@ class Runtime:
         self.pubsub.stop(timeout)
         if self.pool is not None:
             self.pool.stop(timeout)
+        discard_stopped()  # send_after timers aimed at the channels just stopped

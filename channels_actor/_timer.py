@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TimerHandle", "call_later"]
+__all__ = ["TimerHandle", "call_later", "discard_stopped"]
 
 logger = logging.getLogger("channels_actor.timer")
 
@@ -24,10 +24,11 @@ logger = logging.getLogger("channels_actor.timer")
 class TimerHandle:
     """A pending ``send_after``; ``cancel()`` stops it if it has not fired."""
 
-    __slots__ = ("_cancelled", "due")
+    __slots__ = ("_cancelled", "due", "target")
 
-    def __init__(self, due: float) -> None:
+    def __init__(self, due: float, target: Any = None) -> None:
         self.due = due
+        self.target = target  # the actor ref it will tell, if any
         self._cancelled = False
 
     def cancel(self) -> None:
@@ -45,11 +46,15 @@ _seq = itertools.count()
 _thread: threading.Thread | None = None
 
 
-def call_later(delay: float, action: Callable[[], Any]) -> TimerHandle:
-    """Run ``action`` on the timer thread after ``delay`` seconds."""
+def call_later(delay: float, action: Callable[[], Any], target: Any = None) -> TimerHandle:
+    """Run ``action`` on the timer thread after ``delay`` seconds.
+
+    ``target`` is the actor ref the action tells: once it has stopped,
+    :func:`discard_stopped` may drop the timer early.
+    """
     global _thread
     due = time.monotonic() + max(0.0, delay)
-    handle = TimerHandle(due)
+    handle = TimerHandle(due, target)
     with _lock:
         heapq.heappush(_heap, (due, next(_seq), handle, action))
         if _thread is None:
@@ -58,6 +63,21 @@ def call_later(delay: float, action: Callable[[], Any]) -> TimerHandle:
         else:
             _lock.notify()
     return handle
+
+
+def discard_stopped() -> None:
+    """Drop pending timers whose target actor has stopped (``Endpoint.stop``), so
+    the timer thread ends as soon as nothing else is pending."""
+    with _lock:
+        kept = [
+            item
+            for item in _heap
+            if item[2].target is None or not item[2].target.actor_stopped.is_set()
+        ]
+        if len(kept) != len(_heap):
+            _heap[:] = kept
+            heapq.heapify(_heap)
+            _lock.notify()
 
 
 def _run() -> None:

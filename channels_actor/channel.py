@@ -250,4 +250,4 @@ def send_after(ref: pykka.ActorRef[Any], message: Any, seconds: float) -> TimerH
         except pykka.ActorDeadError:
             logger.debug("send_after: %s stopped before %r was due", ref, message)
 
-    return call_later(seconds, deliver)
+    return call_later(seconds, deliver, ref)

@@ -474,3 +474,13 @@ def test_reply_frames_are_values_with_the_noop_serializer(endpoint: Endpoint) ->
     ref = ct.push(sock, "reply_ok")
     item = ct.mailbox().take(lambda m: isinstance(m, Reply) and m.ref == ref, 1.0)
     assert item == Reply("rooms:v1", "ok", {}, ref, sock.join_ref)
+
+
+def test_pending_send_after_does_not_outlive_the_endpoint(actor_mode: str) -> None:
+    ep = Endpoint(actor_mode=actor_mode)
+    sock = ct.join(_sock(ep), "rooms:timer")[2]
+    ct.push(sock, "send_after", {"n": 1, "seconds": 60})
+    ct.assert_reply(ct.push(sock, "reply_ok"), "ok")  # the send_after is scheduled
+    assert any(t.name == "channels_actor-timer" for t in threading.enumerate())
+    ep.stop()
+    # the autouse fixture then checks that the timer thread, like every other, is gone
