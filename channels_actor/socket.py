@@ -8,7 +8,7 @@ connections and route topics to channel classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from .errors import ConfigurationError
@@ -68,7 +68,16 @@ class Socket:
         )
 
     def _replace(self, **changes: Any) -> Socket:
-        return replace(self, **changes)
+        """A copy with ``changes``; ``dataclasses.replace`` is 10x slower on this hot path."""
+        new = object.__new__(Socket)
+        get = changes.get
+        for name in _FIELDS:
+            _set(new, name, get(name, getattr(self, name)))
+        return new
+
+
+_FIELDS = tuple(f.name for f in fields(Socket))
+_set = object.__setattr__
 
 
 def assign(socket: Socket, key: str | None = None, value: Any = None, /, **pairs: Any) -> Socket:
@@ -83,7 +92,7 @@ def assign(socket: Socket, key: str | None = None, value: Any = None, /, **pairs
     elif not pairs:
         msg = "assign() needs a key and a value, or keyword pairs: assign(socket, 'k', v)"
         raise TypeError(msg)
-    return replace(socket, assigns={**socket.assigns, **updates})
+    return socket._replace(assigns={**socket.assigns, **updates})
 
 
 ConnectResult = Union[tuple[str, Socket], tuple[str, "Mapping[str, Any]"], str]
