@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import Any, Literal, Union
 
 from .errors import CallbackReturnError
-
-if TYPE_CHECKING:
-    from .socket import Socket
+from .socket import Socket
 
 __all__ = [
     "HandleInResult",
@@ -102,13 +100,12 @@ def _fail(
 
 
 def _is_socket(value: Any) -> bool:
-    from .socket import Socket
-
     return isinstance(value, Socket)
 
 
 def _is_payload(value: Any) -> bool:
-    return isinstance(value, (Mapping, bytes))
+    kind = type(value)
+    return kind is dict or kind is bytes or isinstance(value, (Mapping, bytes))
 
 
 def normalize_reply(value: Any) -> tuple[str, Payload] | None:

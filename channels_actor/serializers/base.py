@@ -64,7 +64,7 @@ def encode_payload(payload: Any) -> bytes:
     """
     if isinstance(payload, bytes):
         return payload
-    if not isinstance(payload, Mapping):
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         msg = (
             "Expected the message payload to be a mapping (dict) or bytes, "
             f"got {type(payload).__name__}: {_preview(payload)!r}"
