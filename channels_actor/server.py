@@ -20,7 +20,6 @@ returns. That costs the server one of its threads per open WebSocket.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -30,9 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import h11
-
 from .transports.handshake import Request, request_from_environ
+from .transports.http import BadRequest, RequestHead, parse_head, read_head, response
 from .transports.reactor import Reactor
 from .transports.websocket import WebSocketTransport, open_websocket
 from .upgrade import Accepted, decide_upgrade
@@ -44,17 +42,7 @@ __all__ = ["Server", "WebSocketService"]
 
 logger = logging.getLogger("channels_actor.server")
 
-_STATUS = {
-    200: "OK",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    500: "Internal Server Error",
-}
-MAX_REQUEST_HEAD = 64 * 1024
+MAX_BODY = 1024 * 1024
 REQUEST_TIMEOUT = 10.0
 
 
@@ -267,105 +255,82 @@ class Server:
 def _serve_http(service: WebSocketService, sock: socket.socket, address: Any) -> None:
     """Read one HTTP request; upgrade it or answer it (handshake pool thread)."""
     sock.settimeout(REQUEST_TIMEOUT)
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
     try:
-        event = _next_event(conn, sock)
-        if not isinstance(event, h11.Request):
-            sock.close()
-            return
-        environ = _environ(event, address, service, sock)
+        head_bytes, rest = read_head(sock)
+        head = parse_head(head_bytes)
+        environ = _environ(head, address, sock)
         request = request_from_environ(environ)
         mount = service.mount_for(request.path)
         if mount is not None:
-            result = service.upgrade(mount, request, environ, sock, conn.trailing_data[0])
+            result = service.upgrade(mount, request, environ, sock, rest)
             if isinstance(result, tuple):
-                _respond(
-                    conn, sock, result[0], [("content-type", "text/plain")], [result[1].encode()]
-                )
-                sock.close()
+                status, text = result
+                _reply_and_close(sock, status, [("content-type", "text/plain")], text.encode())
             return
-        _serve_app(service, conn, sock, event, environ)
-    except h11.RemoteProtocolError as exc:
-        logger.info("Bad HTTP request from %s: %s", address, exc)
-        _respond_raw(sock, exc.error_status_hint, str(exc))
-        sock.close()
-    except (TimeoutError, OSError):
+        _serve_app(service, sock, head, environ, rest)
+    except BadRequest as exc:
+        logger.info("Bad HTTP request from %s: %s", address, exc.reason)
+        _reply_and_close(sock, exc.status, [("content-type", "text/plain")], exc.reason.encode())
+    except OSError:  # includes timeouts and resets
         sock.close()
     except Exception:
         logger.exception("Serving %s failed", address)
         sock.close()
 
 
-def _next_event(conn: h11.Connection, sock: socket.socket) -> Any:
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = sock.recv(65536)
-            conn.receive_data(data)
-            if not data:
-                return event
-            continue
-        return event
-
-
-def _environ(
-    event: h11.Request, address: Any, service: WebSocketService, sock: socket.socket
-) -> dict[str, Any]:
-    target = event.target.decode("latin-1")
-    path, _, query = target.partition("?")
+def _environ(head: RequestHead, address: Any, sock: socket.socket) -> dict[str, Any]:
+    path, _, query = head.target.partition("?")
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": event.method.decode("ascii"),
+        "REQUEST_METHOD": head.method,
         "PATH_INFO": unquote(path),
         "QUERY_STRING": query,
-        "SERVER_PROTOCOL": "HTTP/" + event.http_version.decode("ascii"),
+        "SERVER_PROTOCOL": head.version,
         "wsgi.url_scheme": "http",
         "REMOTE_ADDR": address[0] if isinstance(address, tuple) else "",
         "REMOTE_PORT": str(address[1]) if isinstance(address, tuple) else "",
     }
     local = sock.getsockname()
     environ["SERVER_NAME"], environ["SERVER_PORT"] = str(local[0]), str(local[1])
-    for name, value in event.headers:
-        key = name.decode("latin-1").upper().replace("-", "_")
-        text = value.decode("latin-1")
-        if key == "CONTENT_TYPE":
-            environ["CONTENT_TYPE"] = text
-        elif key == "CONTENT_LENGTH":
-            environ["CONTENT_LENGTH"] = text
+    for name, value in head.headers:
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[key] = value
         key = "HTTP_" + key
-        environ[key] = f"{environ[key]},{text}" if key in environ else text
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
     return environ
 
 
 def _serve_app(
     service: WebSocketService,
-    conn: h11.Connection,
     sock: socket.socket,
-    event: h11.Request,
+    head: RequestHead,
     environ: dict[str, Any],
+    body: bytes,
 ) -> None:
     import io
     import sys
 
-    body = b""
-    while True:
-        item = _next_event(conn, sock)
-        if isinstance(item, h11.Data):
-            body += item.data
-            if len(body) > MAX_REQUEST_HEAD:
-                _respond(conn, sock, 413, [], [b"Request body too large"])
-                sock.close()
-                return
-            continue
-        break
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        raise BadRequest(501, "request bodies with Transfer-Encoding are not supported")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest(400, "malformed Content-Length") from None
+    if length > MAX_BODY or length < 0:
+        raise BadRequest(413, "request body too large")
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise BadRequest(400, "connection closed inside the request body")
+        body += chunk
     app = service.endpoint.http_app
     if app is None:
-        _respond(conn, sock, 404, [("content-type", "text/plain")], [b"Not Found"])
-        sock.close()
+        _reply_and_close(sock, 404, [("content-type", "text/plain")], b"Not Found")
         return
     environ.update(
         {
             "wsgi.version": (1, 0),
-            "wsgi.input": io.BytesIO(body),
+            "wsgi.input": io.BytesIO(body[:length]),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
@@ -383,53 +348,26 @@ def _serve_app(
 
     chunks: Iterable[bytes] = app(environ, start_response)
     try:
-        payload = [bytes(chunk) for chunk in chunks]
+        payload = b"".join(bytes(chunk) for chunk in chunks)
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
     status = int(str(started[0]).split(" ", 1)[0]) if started else 500
     headers = [(k.lower(), v) for k, v in (started[1] if started else [])]
-    if event.method == b"HEAD":
-        payload = []
-    _respond(conn, sock, status, headers, payload)
-    sock.close()
+    if head.method == "HEAD":
+        headers = [(k, v) for k, v in headers if k != "content-length"]
+        headers.append(("content-length", str(len(payload))))
+        payload = b""
+    _reply_and_close(sock, status, headers, payload)
 
 
-def _respond(
-    conn: h11.Connection,
-    sock: socket.socket,
-    status: int,
-    headers: list[tuple[str, str]],
-    body: list[bytes],
+def _reply_and_close(
+    sock: socket.socket, status: int, headers: list[tuple[str, str]], body: bytes
 ) -> None:
-    length = sum(len(chunk) for chunk in body)
-    names = {name for name, _ in headers}
-    headers = list(headers)
-    if "content-length" not in names:
-        headers.append(("content-length", str(length)))
-    headers.append(("connection", "close"))
     try:
-        data = conn.send(
-            h11.Response(status_code=status, headers=headers, reason=_STATUS.get(status, ""))
-        )
-        for chunk in body:
-            data += conn.send(h11.Data(data=chunk)) or b""
-        data += conn.send(h11.EndOfMessage()) or b""
-    except h11.LocalProtocolError:
-        data = _raw_response(status, "".join(c.decode("latin-1") for c in body))
-    sock.sendall(data)
-
-
-def _raw_response(status: int, text: str) -> bytes:
-    body = text.encode()
-    head = (
-        f"HTTP/1.1 {status} {_STATUS.get(status, '')}\r\ncontent-type: text/plain\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-def _respond_raw(sock: socket.socket, status: int, text: str) -> None:
-    with contextlib.suppress(OSError):
-        sock.sendall(_raw_response(status, text))
+        sock.sendall(response(status, headers, body))
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .serializers.negotiate import for_vsn
 from .transports.handshake import Request, auth_token, build_connect_info, origin_allowed
+from .transports.http import valid_websocket_key
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint, Mount
@@ -46,6 +47,10 @@ def decide_upgrade(endpoint: Endpoint, mount: Mount, request: Request) -> Accept
     """Run Phoenix's checks, in Phoenix's order, and ``connect``."""
     if request.method != "GET" or not request.is_websocket:
         return Rejected(400, "Expected a WebSocket upgrade (GET with Upgrade: websocket)")
+    if request.header("sec-websocket-version") != "13":
+        return Rejected(426, "Unsupported WebSocket version: use Sec-WebSocket-Version: 13")
+    if not valid_websocket_key(request.header("sec-websocket-key")):
+        return Rejected(400, "Missing or malformed Sec-WebSocket-Key")
     params: dict[str, Any] = request.params
     vsn = params.get("vsn", "1.0.0")
     serializer = for_vsn(vsn)

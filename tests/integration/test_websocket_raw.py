@@ -224,6 +224,20 @@ def test_connect_refusal_is_403(served: tuple[Endpoint, int]) -> None:
     assert http_get(served[1], "/socket/websocket?vsn=2.0.0&token=bad", UPGRADE)[0] == 403
 
 
+def test_bad_websocket_handshakes(served: tuple[Endpoint, int]) -> None:
+    url = "/socket/websocket?vsn=2.0.0"
+    assert http_get(served[1], url, {**UPGRADE, "Sec-WebSocket-Version": "8"})[0] == 426
+    assert http_get(served[1], url, {**UPGRADE, "Sec-WebSocket-Key": "c2hvcnQ="})[0] == 400
+    assert http_get(served[1], url, {**UPGRADE}, method="POST")[0] == 400
+
+
+def test_malformed_http_is_400_and_the_server_keeps_serving(served: tuple[Endpoint, int]) -> None:
+    with socket.create_connection(("127.0.0.1", served[1]), timeout=5) as raw:
+        raw.sendall(b"GARBAGE\r\n\r\n")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 400")
+    assert Client(served[1]).join("rooms:after")[4]["status"] == "ok"
+
+
 def test_non_upgrade_request_to_the_socket_is_400(served: tuple[Endpoint, int]) -> None:
     assert http_get(served[1], "/socket/websocket?vsn=2.0.0")[0] == 400
     assert http_get(served[1], "/other")[0] == 404

@@ -95,3 +95,68 @@ def test_close_frame_and_shared_frame() -> None:
     assert close_frame(1012, "bye") == bytes([0x88, 5]) + struct.pack("!H", 1012) + b"bye"
     shared = SharedFrame("[1]")
     assert shared.wire() is shared.wire() and shared.wire() == frame_message("[1]")
+
+
+# the HTTP head parser and the 101 answer ------------------------------------------------
+
+from channels_actor.transports.http import (  # noqa: E402
+    BadRequest,
+    accept_key,
+    parse_head,
+    response,
+    switching_protocols,
+    valid_websocket_key,
+)
+
+
+def test_accept_key_is_rfc6455s_example() -> None:
+    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ==")
+    assert not valid_websocket_key("c2hvcnQ=") and not valid_websocket_key(None)
+    assert not valid_websocket_key("not base64!")
+
+
+def test_switching_protocols_is_what_a_client_accepts() -> None:
+    import h11
+
+    answer = switching_protocols("dGhlIHNhbXBsZSBub25jZQ==", "phoenix")
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[
+        ("Host", "x"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+    ]))
+    client.receive_data(answer)
+    event = client.next_event()
+    assert isinstance(event, h11.InformationalResponse) and event.status_code == 101
+    headers = dict(event.headers)
+    assert headers[b"sec-websocket-accept"] == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert headers[b"sec-websocket-protocol"] == b"phoenix"
+
+
+def test_parse_head() -> None:
+    head = parse_head(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Y:  z \r\n\r\n")
+    assert (head.method, head.target, head.version) == ("GET", "/a?b=1", "HTTP/1.1")
+    assert head.headers == [("host", "x"), ("x-y", "z")]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /\r\n\r\n",
+        b"GET / HTTP/2\r\n\r\n",
+        b"G(T / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+        b"GET / HTTP/1.1\r\nA: b\r\n  folded\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Name: b\r\n\r\n",
+    ],
+)
+def test_parse_head_refuses_what_it_does_not_understand(raw: bytes) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_head(raw)
+    assert info.value.status == 400
+
+
+def test_response_bytes() -> None:
+    assert response(404, [("content-type", "text/plain")], b"no") == (
+        b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n"
+        b"connection: close\r\n\r\nno"
+    )

@@ -1,0 +1,145 @@
+"""The little HTTP/1.1 the standalone server speaks: one request head in, one response out.
+
+A WebSocket upgrade is a single GET with headers; the standalone server also
+answers plain requests for ``Endpoint.http_app`` (the demo's page and assets)
+and then closes the connection. h11 parses a head in about 115 µs here; this
+strict parser takes a few, which matters when thousands of clients connect
+per second. Anything unusual (obsolete line folding, a bad request line,
+``Transfer-Encoding`` on a request, an oversized head) is refused with a
+status code rather than interpreted. Pure functions, except :func:`read_head`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+from dataclasses import dataclass
+
+__all__ = [
+    "BadRequest",
+    "RequestHead",
+    "accept_key",
+    "parse_head",
+    "read_head",
+    "response",
+    "switching_protocols",
+]
+
+MAX_HEAD = 64 * 1024
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_REASONS = {
+    101: "Switching Protocols",
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    411: "Length Required",
+    413: "Content Too Large",
+    426: "Upgrade Required",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
+
+class BadRequest(Exception):
+    """The request cannot be served; answer ``status``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """A parsed request line and headers (names lower-case, in order)."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+
+
+def read_head(sock: socket.socket, limit: int = MAX_HEAD) -> tuple[bytes, bytes]:
+    """Read up to the blank line ending the head; return ``(head, bytes after it)``."""
+    data = b""
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            return data[: end + 4], data[end + 4 :]
+        if len(data) > limit:
+            raise BadRequest(431, "request head too large")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise BadRequest(400, "connection closed before the request head ended")
+        data += chunk
+
+
+def parse_head(head: bytes) -> RequestHead:
+    """Parse a request head (ending with the blank line) strictly."""
+    lines = head.split(b"\r\n")
+    try:
+        method, target, version = lines[0].split(b" ")
+    except ValueError:
+        raise BadRequest(400, f"malformed request line {lines[0][:100]!r}") from None
+    if not _TOKEN.match(method) or not version.startswith(b"HTTP/1.") or not target:
+        raise BadRequest(400, f"malformed request line {lines[0][:100]!r}")
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise BadRequest(400, "obsolete header line folding is not accepted")
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.match(name):
+            raise BadRequest(400, f"malformed header line {line[:100]!r}")
+        headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
+    return RequestHead(
+        method.decode("ascii"), target.decode("latin-1"), version.decode("ascii"), headers
+    )
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455)."""
+    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest()).decode("ascii")
+
+
+def switching_protocols(key: str, subprotocol: str | None) -> bytes:
+    """The ``101`` answer to a valid WebSocket upgrade, without extensions."""
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept_key(key)}",
+    ]
+    if subprotocol:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def response(status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    """A complete response that closes the connection afterwards."""
+    names = {name.lower() for name, _ in headers}
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if "content-length" not in names:
+        lines.append(f"content-length: {len(body)}")
+    lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def valid_websocket_key(key: str | None) -> bool:
+    """RFC 6455: the key is the base64 of 16 bytes."""
+    if not key:
+        return False
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
