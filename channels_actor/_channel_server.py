@@ -80,12 +80,17 @@ class ChannelServerMixin:
     actor_ref: pykka.ActorRef[Any]
 
     def _setup(
-        self, channel_cls: type[Channel], socket: Socket, supervisor: pykka.ActorRef[Any]
+        self,
+        channel_cls: type[Channel],
+        socket: Socket,
+        join: tuple[str, str | None],
+        supervisor: pykka.ActorRef[Any],
     ) -> None:
         self._channel_cls = channel_cls
         self._owner = channel_cls.__name__
         self._channel: Channel | None = None
-        self._socket = socket._replace(channel_ref=self.actor_ref)
+        topic, join_ref = join
+        self._socket = socket._replace(topic=topic, join_ref=join_ref, channel_ref=self.actor_ref)
         self._supervisor = supervisor
         self._subscribed = False
         self._exited = False
@@ -327,10 +332,11 @@ class PooledChannelServer(ChannelServerMixin, PooledActor):
         pool: ActorPool,
         channel_cls: type[Channel],
         socket: Socket,
+        join: tuple[str, str | None],
         supervisor: pykka.ActorRef[Any],
     ) -> None:
         super().__init__(pool)
-        self._setup(channel_cls, socket, supervisor)
+        self._setup(channel_cls, socket, join, supervisor)
 
 
 class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
@@ -340,10 +346,11 @@ class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
         self,
         channel_cls: type[Channel],
         socket: Socket,
+        join: tuple[str, str | None],
         supervisor: pykka.ActorRef[Any],
     ) -> None:
         super().__init__()
-        self._setup(channel_cls, socket, supervisor)
+        self._setup(channel_cls, socket, join, supervisor)
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:

@@ -37,7 +37,7 @@ from pykka import ActorDeadError, ThreadingFuture, messages
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
 
-__all__ = ["ActorPool", "PooledActor"]
+__all__ = ["ActorPool", "PooledActor", "ServiceActor"]
 
 logger = logging.getLogger(__name__)
 
@@ -285,3 +285,22 @@ class PooledActor(pykka.Actor):
             # survive, so only this actor stops.
             logger.exception("%s stopped by %r", self, sys.exc_info()[1])
             self._handle_failure(*sys.exc_info())
+
+
+class ServiceActor(pykka.ThreadingActor):
+    """A long-lived actor with a thread of its own (the registry, the supervisor).
+
+    Its inbox is a ``queue.SimpleQueue`` (C, no condition variable: about
+    twice as cheap to ``tell`` as pykka's ``queue.Queue``), and its thread is
+    named and a daemon, like every thread of the library (endpoints still
+    running at exit are drained by an ``atexit`` hook instead).
+    """
+
+    thread_name = "channels_actor-service"
+
+    @staticmethod
+    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
+        return queue.SimpleQueue()
+
+    def _start_actor_loop(self) -> None:
+        threading.Thread(target=self._actor_loop, name=self.thread_name, daemon=True).start()

@@ -69,11 +69,16 @@ class Runtime:
             self.supervisor = Supervisor.start()
             self._running = True
 
-    def create_channel(self, channel_cls: type[Channel], socket: Socket) -> ChannelServerMixin:
-        """Build a channel actor, not yet running: the caller starts its loop."""
+    def create_channel(
+        self, channel_cls: type[Channel], socket: Socket, join: tuple[str, str | None]
+    ) -> ChannelServerMixin:
+        """Build the actor for a join ``(topic, join_ref)`` on the connection ``socket``.
+
+        It is not running yet: the caller starts its loop.
+        """
         if self.pool is not None:
-            return PooledChannelServer(self.pool, channel_cls, socket, self.supervisor)
-        return ThreadedChannelServer(channel_cls, socket, self.supervisor)
+            return PooledChannelServer(self.pool, channel_cls, socket, join, self.supervisor)
+        return ThreadedChannelServer(channel_cls, socket, join, self.supervisor)
 
     def channel_count(self, timeout: float = 5.0) -> int:
         """Channel actors alive, as the supervisor counts them."""

@@ -194,9 +194,10 @@ class Connection:
 
     def _start(self, action: StartChannel) -> None:
         message = action.message
-        socket = self.socket._replace(topic=message.topic, join_ref=message.join_ref)
         runtime = self.endpoint._runtime
-        actor = runtime.create_channel(action.channel, socket)
+        actor = runtime.create_channel(
+            action.channel, self.socket, (message.topic, message.join_ref)
+        )
         ref = actor.actor_ref
         self._channels[message.topic] = actor
         # Watched before it runs, so its ChannelExited always finds it watched.
@@ -209,7 +210,7 @@ class Connection:
             logger.error("Cannot start a channel for %r: %s", message.topic, exc)
             del self._channels[message.topic]
             self._protocol.channel_exited(message.topic)
-            runtime.supervisor.tell(ChannelExited(ref, ("error", exc), _NotStarted(), socket))
+            runtime.supervisor.tell(ChannelExited(ref, ("error", exc), _NotStarted(), self.socket))
             reply = Reply(
                 message.topic, "error", {"reason": "join crashed"}, message.ref, message.join_ref
             )

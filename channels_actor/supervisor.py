@@ -24,6 +24,7 @@ from typing import Any
 import pykka
 
 from ._messages import ChannelExited, DrainChannels, WatchChannel
+from ._pool import ServiceActor
 
 __all__ = ["ChildCount", "Supervisor"]
 
@@ -34,19 +35,15 @@ class ChildCount:
     """Asked of the supervisor: the number of channel actors alive."""
 
 
-class Supervisor(pykka.ThreadingActor):
+class Supervisor(ServiceActor):
     """Owns channel actors; calls ``terminate`` once per channel."""
+
+    thread_name = "channels_actor-supervisor"
 
     def __init__(self) -> None:
         super().__init__()
         self._children: dict[pykka.ActorRef[Any], WatchChannel] = {}
         self._drained: list[threading.Event] = []
-
-    def _start_actor_loop(self) -> None:
-        thread = threading.Thread(
-            target=self._actor_loop, name="channels_actor-supervisor", daemon=True
-        )
-        thread.start()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ChannelExited):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pykka
 
 from .._messages import DispatchOut
+from .._pool import ServiceActor
 from ..transports.frames import SharedFrame
 
 if TYPE_CHECKING:
@@ -90,21 +91,15 @@ class Stats(NamedTuple):
     """Asked: returns ``(topics, subscriptions)`` counts."""
 
 
-class Registry(pykka.ThreadingActor):
+class Registry(ServiceActor):
     """The in-process subscription registry (one per :class:`PubSub`)."""
+
+    thread_name = "channels_actor-pubsub"
 
     def __init__(self) -> None:
         super().__init__()
         self._topics: dict[str, dict[Any, Subscriber]] = {}
         self._by_key: dict[Any, set[str]] = {}
-
-    def _start_actor_loop(self) -> None:
-        import threading
-
-        thread = threading.Thread(
-            target=self._actor_loop, name="channels_actor-pubsub", daemon=True
-        )
-        thread.start()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Dispatch):
