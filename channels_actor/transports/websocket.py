@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -39,13 +40,12 @@ from wsproto.connection import Connection as WsprotoConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import BytesMessage, TextMessage
 
+from .._pool import StopFlag
 from ..errors import InvalidMessageError
 from .frames import SharedFrame, frame_message
 from .http import switching_protocols
 
 if TYPE_CHECKING:
-    import threading
-
     from ..connection import Connection
     from ..serializers import Serializer
     from .reactor import Reactor
@@ -72,6 +72,20 @@ class _NoThread:
 
     def start(self) -> None:
         return None
+
+
+class _NoEvent:
+    """simple-websocket signals its ``receive()`` callers with an Event; nobody
+    calls ``receive()`` here (messages go straight to the runtime), so skip it."""
+
+    def set(self) -> None:
+        return None
+
+    def clear(self) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
 
 
 class _SocketProxy:
@@ -148,8 +162,6 @@ class WebSocketTransport:
         heartbeat_timeout: float,
         on_closed: Any = None,
     ) -> None:
-        import threading
-
         self._sock = sock
         self._reactor = reactor
         self._serializer = serializer
@@ -168,7 +180,7 @@ class WebSocketTransport:
         self._inbox = _Inbox()
         self.ws: simple_websocket.Server | None = None
         self.connection: Connection | None = None
-        self.closed_event: threading.Event = threading.Event()
+        self.closed_event = StopFlag()  # set once the socket is released
 
     def __repr__(self) -> str:
         try:
@@ -440,6 +452,7 @@ def open_websocket(
         subprotocols=subprotocols,
         max_message_size=max_frame_size,
         thread_class=_NoThread,
+        event_class=_NoEvent,
     )
     ws.input_buffer = transport._inbox
     transport.ws = ws
