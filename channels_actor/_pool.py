@@ -37,7 +37,7 @@ from pykka import ActorDeadError, ThreadingFuture, messages
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
 
-__all__ = ["ActorPool", "PooledActor", "ServiceActor"]
+__all__ = ["ActorPool", "PooledActor", "ServiceActor", "handle_envelope"]
 
 logger = logging.getLogger(__name__)
 
@@ -265,26 +265,34 @@ class PooledActor(pykka.Actor):
         self.actor_inbox.start()
 
     def _handle_envelope(self, envelope: Envelope[Any]) -> None:
-        """Handle one message with pykka's rules for replies and failures."""
-        try:
-            response = self._handle_receive(envelope.message)
-            if envelope.reply_to is not None:
-                envelope.reply_to.set(response)
-        except Exception:
-            if envelope.reply_to is not None:
-                logger.info("Exception returned from %s to caller:", self, exc_info=True)
-                envelope.reply_to.set_exception()
-            else:
-                self._handle_failure(*sys.exc_info())
-                try:
-                    self.on_failure(*sys.exc_info())
-                except Exception:
-                    self._handle_failure(*sys.exc_info())
-        except BaseException:
-            # pykka stops every actor in the process here; a pool worker must
-            # survive, so only this actor stops.
-            logger.exception("%s stopped by %r", self, sys.exc_info()[1])
-            self._handle_failure(*sys.exc_info())
+        handle_envelope(self, envelope)
+
+
+def handle_envelope(actor: pykka.Actor, envelope: Envelope[Any]) -> None:
+    """Handle one message on ``actor`` with pykka's rules for replies and failures.
+
+    For actor loops other than pykka's own: the pool's, and the registry's
+    batches (which take messages from the inbox themselves).
+    """
+    try:
+        response = actor._handle_receive(envelope.message)
+        if envelope.reply_to is not None:
+            envelope.reply_to.set(response)
+    except Exception:
+        if envelope.reply_to is not None:
+            logger.info("Exception returned from %s to caller:", actor, exc_info=True)
+            envelope.reply_to.set_exception()
+        else:
+            actor._handle_failure(*sys.exc_info())
+            try:
+                actor.on_failure(*sys.exc_info())
+            except Exception:
+                actor._handle_failure(*sys.exc_info())
+    except BaseException:
+        # pykka stops every actor in the process here; a pool worker must
+        # survive, so only this actor stops.
+        logger.exception("%s stopped by %r", actor, sys.exc_info()[1])
+        actor._handle_failure(*sys.exc_info())
 
 
 class ServiceActor(pykka.ThreadingActor):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
@@ -66,6 +67,9 @@ class Transport(Protocol):
     def send_shared(self, shared: SharedFrame) -> None:
         """Like ``send`` for a fastlane frame shared by many connections."""
 
+    def send_shared_many(self, shareds: list[SharedFrame]) -> None:
+        """Several fastlane frames, in order, written together."""
+
     def disconnect(self) -> None:
         """Close the connection because its socket id was told to ``disconnect``."""
 
@@ -94,6 +98,9 @@ class Connection:
         self._channels: dict[str, ChannelServerMixin] = {}
         self._lock = threading.Lock()
         self._closed = False
+        # The fastlane writes straight to the transport: one call fewer per delivery.
+        self.send_shared: Callable[[SharedFrame], None] = transport.send_shared
+        self.send_shared_many: Callable[[list[SharedFrame]], None] = transport.send_shared_many
 
     def __repr__(self) -> str:
         return f"<Connection #{self.number} id={self.socket.id!r} transport={self.transport.name}>"
@@ -162,10 +169,6 @@ class Connection:
     def send(self, frame: Frame) -> None:
         """Write ``frame`` to the client through the transport's single writer."""
         self.transport.send(frame)
-
-    def send_shared(self, shared: SharedFrame) -> None:
-        """Write a fastlane frame shared by every subscriber of a broadcast."""
-        self.transport.send_shared(shared)
 
     def channel_exited(self, topic: str, ref: pykka.ActorRef[Any]) -> None:
         """A channel actor ended; free its topic unless a newer join replaced it."""

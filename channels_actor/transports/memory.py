@@ -40,6 +40,10 @@ class MemoryTransport:
     def send_shared(self, shared: SharedFrame) -> None:
         self._sink(shared.frame)  # type: ignore[arg-type]
 
+    def send_shared_many(self, shareds: list[SharedFrame]) -> None:
+        for shared in shareds:
+            self._sink(shared.frame)  # type: ignore[arg-type]
+
     def disconnect(self) -> None:
         if self._on_close is not None:
             self._on_close("disconnect")

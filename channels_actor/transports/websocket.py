@@ -208,6 +208,14 @@ class WebSocketTransport:
         else:
             self._write(shared.wire())
 
+    def send_shared_many(self, shareds: list[SharedFrame]) -> None:
+        """Write several fastlane frames with one system call."""
+        if self._compress:
+            for shared in shareds:
+                self.send(shared.frame)
+        else:
+            self._write(b"".join([shared.wire() for shared in shareds]))
+
     def _write(self, data: bytes) -> None:
         with self._lock:
             if self._state != "open":
