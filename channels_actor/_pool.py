@@ -155,19 +155,22 @@ class _PoolInbox:
             self._started = True
             actor._actor_loop_setup()
         items = self._items
-        lock = self._lock
-        for _ in range(batch):
+        with self._lock:
+            count = min(len(items), batch)
+            taken = [items.popleft() for _ in range(count)]
+        for index, envelope in enumerate(taken):
             if stopped.is_set():
+                with self._lock:  # give the rest back, in order, for _drain
+                    items.extendleft(reversed(taken[index:]))
                 break
-            with lock:
-                if not items:
-                    self._scheduled = False
-                    return
-                envelope = items.popleft()
-            actor._handle_envelope(envelope)
+            handle_envelope(actor, envelope)
         if stopped.is_set():
             self._drain()
             return
+        with self._lock:
+            if not items:
+                self._scheduled = False
+                return
         self._pool._schedule(self)
 
     def _drain(self) -> None:
@@ -263,9 +266,6 @@ class PooledActor(pykka.Actor):
 
     def _start_actor_loop(self) -> None:
         self.actor_inbox.start()
-
-    def _handle_envelope(self, envelope: Envelope[Any]) -> None:
-        handle_envelope(self, envelope)
 
 
 def handle_envelope(actor: pykka.Actor, envelope: Envelope[Any]) -> None:

@@ -8,17 +8,17 @@ these values into wire frames and back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Broadcast", "Message", "Reply"]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A frame between a client and a channel: a push, a join, a leave, a heartbeat.
 
     ``ref`` and ``join_ref`` are the client's strings (``None`` on server pushes
-    and fastlane broadcasts).
+    and fastlane broadcasts). Immutable; a named tuple because one is made for
+    every frame in and every push out.
     """
 
     topic: str
@@ -28,8 +28,7 @@ class Message:
     join_ref: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """The answer to a client's message with ``ref``: ``phx_reply`` on the wire."""
 
     topic: str

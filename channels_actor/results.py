@@ -9,8 +9,7 @@ callback, the accepted forms and the value received.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal, NamedTuple, Union
 
 from .errors import CallbackReturnError
 from .socket import Socket
@@ -57,31 +56,27 @@ _IN_FORMS = (
 _OUT_FORMS = ('("noreply", socket)', '("stop", reason, socket)')
 
 
-@dataclass(frozen=True, slots=True)
-class Joined:
+class Joined(NamedTuple):
     """``join`` accepted: reply ``response`` and continue with ``socket``."""
 
     response: Payload
     socket: Socket
 
 
-@dataclass(frozen=True, slots=True)
-class Refused:
+class Refused(NamedTuple):
     """``join`` refused with ``response``."""
 
     response: Payload
 
 
-@dataclass(frozen=True, slots=True)
-class Continue:
+class Continue(NamedTuple):
     """Keep going with ``socket``, after sending ``reply`` when it is not None."""
 
     socket: Socket
     reply: tuple[str, Payload] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Stop:
+class Stop(NamedTuple):
     """Stop the channel with ``reason``, after sending ``reply`` when it is not None."""
 
     reason: Any
