@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Self
 import pykka
 from pykka import ActorDeadError, ThreadingFuture, messages
 
+from . import _writes
+
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
 
@@ -103,7 +105,11 @@ class ActorPool:
             inbox = ready.get()
             if inbox is None:
                 return
-            inbox.run(self.batch)
+            _writes.start()
+            try:
+                inbox.run(self.batch)
+            finally:
+                _writes.flush()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -40,6 +40,7 @@ from wsproto.connection import Connection as WsprotoConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import BytesMessage, TextMessage
 
+from .. import _writes
 from .._pool import StopFlag
 from ..errors import InvalidMessageError
 from .frames import SharedFrame, frame_message
@@ -96,7 +97,7 @@ class _SocketProxy:
         self._transport = transport
 
     def send(self, data: bytes) -> int:
-        self._transport._write(bytes(data))
+        self._transport._write_now(bytes(data))  # handshake, pongs, close: never batched
         return len(data)
 
     sendall = send
@@ -197,7 +198,8 @@ class WebSocketTransport:
             with self._lock:
                 if self._state == "open" and self.ws is not None:
                     event = BytesMessage(frame) if isinstance(frame, bytes) else TextMessage(frame)
-                    self._write(self.ws.ws.send(event))
+                    # framed with the connection's deflate state: write in that order
+                    self._write_now(self.ws.ws.send(event))
             return
         self._write(frame_message(frame))
 
@@ -217,6 +219,10 @@ class WebSocketTransport:
             self._write(b"".join([shared.wire() for shared in shareds]))
 
     def _write(self, data: bytes) -> None:
+        if not _writes.defer(self, data):
+            self._write_now(data)
+
+    def _write_now(self, data: bytes) -> None:
         with self._lock:
             if self._state != "open":
                 return  # nothing may follow our close frame
