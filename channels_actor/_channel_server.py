@@ -121,6 +121,12 @@ class ChannelServerMixin:
 
     # mailbox ------------------------------------------------------------------
 
+    def _handle_receive(self, message: Any) -> Any:
+        # pykka checks four message classes of its own first; ours skip that.
+        if type(message) in _OWN_MESSAGES:
+            return self.on_receive(message)
+        return super()._handle_receive(message)  # type: ignore[misc]
+
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, GetSocket):
             return self._socket
@@ -137,10 +143,11 @@ class ChannelServerMixin:
             self._exit(shutdown.reason, send_frames=shutdown.send_close)
             return None
         try:
-            if isinstance(message, DispatchIn):
-                self._handle_in(message)
-            elif isinstance(message, DispatchOut):
+            kind = type(message)
+            if kind is DispatchOut:
                 self._handle_out(message)
+            elif kind is DispatchIn:
+                self._handle_in(message)
             elif isinstance(message, JoinChannel):
                 self._join(message)
             elif isinstance(message, LeaveChannel):
@@ -315,6 +322,11 @@ class ChannelServerMixin:
             logger.error("%s on %r: cannot encode %r: %s", self._owner, socket.topic, value, exc)
             return
         socket.connection.send(frame)
+
+
+_OWN_MESSAGES = frozenset(
+    {DispatchIn, DispatchOut, JoinChannel, LeaveChannel, ShutdownChannel, GetSocket}
+)
 
 
 class _NeverJoined:
