@@ -107,9 +107,9 @@ class ActorPool:
                 return
             _writes.start()
             try:
-                inbox.run(self.batch)
+                inbox.run(self.batch)  # flushes the batched writes itself
             finally:
-                _writes.flush()
+                _writes.flush()  # in case run() raised
 
     def __enter__(self) -> Self:
         return self.start()
@@ -170,6 +170,9 @@ class _PoolInbox:
                     items.extendleft(reversed(taken[index:]))
                 break
             handle_envelope(actor, envelope)
+        # Write this batch's frames before another worker may take the actor:
+        # its next batch must not overtake them.
+        _writes.flush()
         if stopped.is_set():
             self._drain()
             return

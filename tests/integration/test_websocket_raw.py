@@ -433,3 +433,23 @@ def test_http_app_serves_other_paths() -> None:
         ep.stop()
 
 
+
+
+def test_intercepted_broadcasts_reach_each_client_in_order(events: Events) -> None:
+    # Many broadcasts per channel span several pool batches, whose writes are
+    # batched per worker: a later batch must never overtake an earlier one.
+    ep, port = _start(events)
+    clients = [Client(port) for _ in range(20)]
+    try:
+        for c in clients:
+            assert c.join("rooms:order")[4]["status"] == "ok"
+        total = 400
+        for n in range(total):
+            ep.broadcast("rooms:order", "user:joined", {"n": n})
+        for c in clients:
+            got = [c.recv(timeout=5)[4]["n"] for _ in range(total)]
+            assert got == list(range(total))
+    finally:
+        for c in clients:
+            c.close()
+        ep.stop()
