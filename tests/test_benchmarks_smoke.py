@@ -20,3 +20,17 @@ def test_bench_scheduling_quick(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["medians"], "no medians recorded"
     assert "FAILED" not in proc.stdout
+
+
+def test_network_benchmarks_quick(tmp_path: Path) -> None:
+    out = tmp_path / "network.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--peers", "", "--no-progress",
+         "--json", str(out), "--plot", str(tmp_path / "network.png")],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    checks = {t["target"]: t["met"] for t in result["targets"]}
+    assert checks["fanout: nothing lost"] and checks["fanout: in order"]
+    assert checks["fanout-intercept: nothing lost"] and checks["fanout-intercept: in order"]

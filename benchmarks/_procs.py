@@ -1,0 +1,212 @@
+"""Child processes that speak JSON lines: the servers under test and the load generator.
+
+Every child started here is remembered until it is stopped, and
+:func:`kill_all` (called from ``finally`` blocks and at exit) kills whatever
+is left, so an error or Ctrl-C in the benchmark leaves no process behind.
+Children also exit on their own when their stdin closes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks._util import PROJECT_ROOT
+
+__all__ = ["ChildError", "JsonChild", "LoadgenProcess", "ServerProcess", "kill_all"]
+
+_children: set[JsonChild] = set()
+_children_lock = threading.Lock()
+
+
+class ChildError(RuntimeError):
+    """A child died, timed out or answered with an error."""
+
+
+class JsonChild:
+    """``python -m <module> <args>`` with JSON lines on stdin/stdout; stderr kept in a file."""
+
+    def __init__(self, module: str, args: list[str], name: str) -> None:
+        self.name = name
+        self._stderr = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed in close_files)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            bufsize=1,
+        )
+        with _children_lock:
+            _children.add(self)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, name=f"{name}-stdout", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def read(self, timeout: float) -> dict[str, Any]:
+        """The next JSON line from the child, within ``timeout`` seconds."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            msg = f"{self.name}: no answer within {timeout:.0f}s"
+            raise ChildError(msg) from None
+        if line is None:
+            self.proc.wait(5)
+            msg = f"{self.name} exited (code {self.proc.returncode}): {self.stderr_tail()}"
+            raise ChildError(msg)
+        try:
+            return dict(json.loads(line))
+        except ValueError:
+            msg = f"{self.name} wrote {line[:200]!r}"
+            raise ChildError(msg) from None
+
+    def write(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(text + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            msg = f"{self.name} is gone: {self.stderr_tail()}"
+            raise ChildError(msg) from None
+
+    def stderr_tail(self, lines: int = 12) -> str:
+        try:
+            self._stderr.flush()
+            self._stderr.seek(0)
+            text = self._stderr.read().decode(errors="replace")
+        except (OSError, ValueError):
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, quit_line: str | None, timeout: float = 3.0) -> None:
+        """Ask politely (``quit_line``), then kill; always reaps the process."""
+        if self.proc.poll() is None and quit_line is not None:
+            with contextlib.suppress(ChildError, OSError, ValueError):
+                self.write(quit_line)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                if stream is not None:
+                    stream.close()
+        with _children_lock:
+            _children.discard(self)
+
+    def close_files(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stderr.close()
+
+
+class ServerProcess(JsonChild):
+    """A server under test (``benchmarks.servers``); ``stats()`` reads its CPU time and RSS."""
+
+    def __init__(self, kind: str, options: list[str] | None = None, timeout: float = 60) -> None:
+        args = [kind, "--port", "0"]
+        for option in options or []:
+            args += ["--option", option]
+        super().__init__("benchmarks.servers", args, f"server {kind}")
+        self.kind = kind
+        try:
+            self.hello = self.read(timeout)
+        except ChildError:
+            self.stop(None)
+            raise
+        self.port = int(self.hello["port"])
+
+    def stats(self, timeout: float = 30) -> dict[str, Any]:
+        self.write("stats")
+        return self.read(timeout)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop("quit")
+        self.close_files()
+
+
+class LoadgenProcess(JsonChild):
+    """The load generator (``benchmarks.loadgen``): one command at a time."""
+
+    def __init__(self, timeout: float = 30) -> None:
+        super().__init__("benchmarks.loadgen", [], "loadgen")
+        try:
+            self.hello = self.read(timeout)
+        except ChildError:
+            self.stop(None)
+            raise
+
+    def command(
+        self,
+        op: str,
+        wait_s: float,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        **spec: Any,
+    ) -> dict[str, Any]:
+        """Run ``op`` and return its result; marks it prints go to ``on_event`` meanwhile."""
+        self.write(json.dumps({"op": op, **spec}))
+        deadline = time.monotonic() + wait_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                msg = f"loadgen {op}: no result within {wait_s:.0f}s"
+                raise ChildError(msg)
+            line = self.read(remaining)
+            if "event" in line:
+                if on_event is not None:
+                    on_event(line)
+                continue
+            result = line.get("result")
+            if not isinstance(result, dict):
+                msg = f"loadgen {op}: unexpected line {line!r}"
+                raise ChildError(msg)
+            if "trace" in result:
+                msg = f"loadgen {op} failed: {result.get('error')}\n{result['trace']}"
+                raise ChildError(msg)
+            return result
+
+    def __enter__(self) -> LoadgenProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ChildError):
+                self.command("close", 30)
+        self.stop(json.dumps({"op": "quit"}))
+        self.close_files()
+
+
+def kill_all() -> None:
+    """Kill every child still running (errors, Ctrl-C)."""
+    with _children_lock:
+        children = list(_children)
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.stop(None)
+            child.close_files()
+
+
+atexit.register(kill_all)
