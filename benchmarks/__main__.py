@@ -802,15 +802,7 @@ def library_fingerprint() -> str:
 
 def check_limits(config: dict[str, Any], scenarios: Sequence[str]) -> str | None:
     """Raise RLIMIT_NOFILE here (children inherit it); explain when it cannot be enough."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, _ = _util.raise_nofile()
     fanout = set(scenarios) & {"fanout", "fanout-intercept"}
     need = max(
         config["idle_size"] if "idle" in scenarios else 0,

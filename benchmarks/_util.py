@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -302,3 +303,14 @@ def save_json(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def raise_nofile() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)

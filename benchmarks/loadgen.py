@@ -51,7 +51,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import resource
 import select
 import socket
 import struct
@@ -59,6 +58,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from benchmarks import _util
 
 BODY = "x" * 64
 MASK = b"\x37\xfa\x21\x3d"
@@ -943,13 +944,7 @@ def emit(data: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    nofile = _util.raise_nofile()[0]
     emit({"ready": True, "pid": os.getpid(), "nofile": nofile})
     Loadgen().serve()
     sys.stdout.flush()

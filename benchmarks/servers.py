@@ -57,19 +57,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks import _util
+
 KINDS = ("channels_actor", "bare", "bare-sendall", "socketio", "websockets")
 JOINED_ACK = '{"joined":1}'
-
-
-def raise_nofile() -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new (soft, hard)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def process_stats() -> dict[str, Any]:
@@ -400,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         help="channels_actor: an Endpoint option, such as pool_size=4 (repeatable)",
     )
     args = parser.parse_args(argv)
-    raise_nofile()
+    _util.raise_nofile()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.kind == "channels_actor":
         options = {}
