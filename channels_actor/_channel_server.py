@@ -364,13 +364,6 @@ class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
         super().__init__()
         self._setup(channel_cls, socket, join, supervisor)
 
-    @classmethod
-    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
-        """Start without pykka's global registry (O(n) unregister); the supervisor tracks it."""
-        obj = cls(*args, **kwargs)
-        obj._start_actor_loop()
-        return obj.actor_ref
-
     def _start_actor_loop(self) -> None:
         topic = self._socket.topic
         thread = threading.Thread(

@@ -56,5 +56,3 @@ def flush() -> None:
             target._write_now(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except Exception:
             logger.exception("Writing batched frames to %r failed", target)
-
-

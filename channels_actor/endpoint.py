@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["Endpoint", "Mount", "Refused"]
 
 WSGIApp = Callable[[dict[str, Any], Any], Any]
-_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
 
 
 # The library's threads are daemons so that a forgotten stop() cannot hang the
@@ -292,6 +291,8 @@ class Endpoint:
         ``http_app`` (or 404).
         """
         from .transports.handshake import request_from_environ
+        from .transports.http import status_line
+        from .upgrade import Rejected
 
         service = self._websockets
         path = str(environ.get("PATH_INFO", ""))
@@ -310,10 +311,9 @@ class Endpoint:
             ]
         self.start_runtime()
         result = service.upgrade(mount, request_from_environ(environ), dict(environ), sock)
-        if isinstance(result, tuple):
-            status, body = result
-            start_response(f"{status} {_REASONS.get(status, '')}", [("Content-Type", "text/plain")])
-            return [body.encode()]
+        if isinstance(result, Rejected):
+            start_response(status_line(result.status), [("Content-Type", "text/plain")])
+            return [result.body.encode()]
         result.closed_event.wait()
         if "werkzeug.socket" in environ:
             # werkzeug treats this as a dropped connection and writes nothing.

@@ -33,7 +33,7 @@ from .transports.handshake import Request, request_from_environ
 from .transports.http import BadRequest, RequestHead, parse_head, read_head, response
 from .transports.reactor import Reactor
 from .transports.websocket import WebSocketTransport, open_websocket
-from .upgrade import Accepted, decide_upgrade
+from .upgrade import Accepted, Rejected, decide_upgrade
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint, Mount
@@ -137,13 +137,13 @@ class WebSocketService:
         environ: dict[str, Any],
         sock: socket.socket,
         early_data: bytes = b"",
-    ) -> WebSocketTransport | tuple[int, str]:
+    ) -> WebSocketTransport | Rejected:
         """Decide and, when accepted, hand ``sock`` to the reactor. Returns the
-        transport, or ``(status, body)`` to answer instead."""
+        transport, or the refusal to answer instead."""
         self.start()
         decision = decide_upgrade(self.endpoint, mount, request)
         if not isinstance(decision, Accepted):
-            return (decision.status, decision.body)
+            return decision
         config = self.endpoint.config
         sock.settimeout(None)
         transport = open_websocket(
@@ -263,9 +263,9 @@ def _serve_http(service: WebSocketService, sock: socket.socket, address: Any) ->
         mount = service.mount_for(request.path)
         if mount is not None:
             result = service.upgrade(mount, request, environ, sock, rest)
-            if isinstance(result, tuple):
-                status, text = result
-                _reply_and_close(sock, status, [("content-type", "text/plain")], text.encode())
+            if isinstance(result, Rejected):
+                text = result.body.encode()
+                _reply_and_close(sock, result.status, [("content-type", "text/plain")], text)
             return
         _serve_app(service, sock, head, environ, rest)
     except BadRequest as exc:

@@ -24,6 +24,7 @@ __all__ = [
     "parse_head",
     "read_head",
     "response",
+    "status_line",
     "switching_protocols",
 ]
 
@@ -124,10 +125,15 @@ def switching_protocols(key: str, subprotocol: str | None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+def status_line(status: int) -> str:
+    """``"404 Not Found"``: a status with its reason phrase (for WSGI ``start_response``)."""
+    return f"{status} {_REASONS.get(status, 'Unknown')}"
+
+
 def response(status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
     """A complete response that closes the connection afterwards."""
     names = {name.lower() for name, _ in headers}
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines = [f"HTTP/1.1 {status_line(status)}"]
     lines += [f"{name}: {value}" for name, value in headers]
     if "content-length" not in names:
         lines.append(f"content-length: {len(body)}")

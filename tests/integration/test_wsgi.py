@@ -56,6 +56,8 @@ def test_werkzeug_threaded(werkzeug_server: tuple[Endpoint, int]) -> None:
     ep, port = werkzeug_server
     _exercise(port)
     assert http_get(port, "/elsewhere")[0] == 404
+    old_version = {**UPGRADE, "Sec-WebSocket-Version": "8"}
+    assert http_get(port, "/socket/websocket?vsn=2.0.0", old_version)[0] == 426
 
 
 def test_werkzeug_request_thread_is_released_when_the_socket_closes(werkzeug_server: tuple[Endpoint, int]) -> None:
