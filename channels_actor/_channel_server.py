@@ -179,9 +179,8 @@ class ChannelServerMixin:
             outcome = normalize_join(
                 self._owner, self._channel.join(topic, message.payload, socket)
             )
-            if isinstance(outcome, Joined):
-                check_payload(outcome.response, socket.serializer, ChannelError)
-                frame = self._encode_reply(message.ref, "ok", outcome.response, "join")
+            status = "ok" if isinstance(outcome, Joined) else "error"
+            frame = self._encode_reply(message.ref, status, outcome.response, "join")
         except Exception as exc:
             logger.error("%s.join(%r) crashed", self._owner, topic, exc_info=exc)
             self._reply(message.ref, "error", {"reason": "join crashed"})
@@ -189,7 +188,7 @@ class ChannelServerMixin:
             return
         if not isinstance(outcome, Joined):
             logger.info("%s refused join of %r: %r", self._owner, topic, outcome.response)
-            self._reply(message.ref, "error", outcome.response)
+            socket.connection.send(frame)
             self._exit("shutdown", send_frames=False)
             return
         self._socket = outcome.socket._replace(

@@ -30,6 +30,8 @@ class RoomChannel(Channel):
         mode = payload.get("mode")
         if mode == "refuse":
             return ("error", {"reason": "unauthorized"})
+        if mode == "refuse_badly":
+            return ("error", {"reason": object()})
         if mode == "raise":
             raise RuntimeError("join blew up")
         if mode == "garbage":

@@ -48,7 +48,7 @@ def test_join_refused_and_terminate_gets_shutdown(endpoint: Endpoint, events: Ev
     assert sock.connection.topics() == {}
 
 
-@pytest.mark.parametrize("mode", ["raise", "garbage", "push_in_join"])
+@pytest.mark.parametrize("mode", ["raise", "garbage", "push_in_join", "refuse_badly"])
 def test_join_crash_becomes_join_crashed(endpoint: Endpoint, events: Events, mode: str, caplog: pytest.LogCaptureFixture) -> None:
     sock = _sock(endpoint, events)
     assert ct.join(sock, "rooms:a4", {"mode": mode}) == ("error", {"reason": "join crashed"})
