@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .protocol import Action
     from .serializers import Frame
     from .socket import Socket
-    from .transports.frames import SharedFrame
+    from .transports.frames import SharedFrames
 
 __all__ = ["Connection", "Transport"]
 
@@ -64,11 +64,8 @@ class Transport(Protocol):
     def send(self, frame: Frame) -> None:
         """Queue ``frame`` for the single writer; never blocks."""
 
-    def send_shared(self, shared: SharedFrame) -> None:
-        """Like ``send`` for a fastlane frame shared by many connections."""
-
-    def send_shared_many(self, shareds: list[SharedFrame]) -> None:
-        """Several fastlane frames, in order, written together."""
+    def send_shared(self, shared: SharedFrames) -> None:
+        """Fastlane frames shared by many connections, in order, written together."""
 
     def disconnect(self) -> None:
         """Close the connection because its socket id was told to ``disconnect``."""
@@ -99,8 +96,7 @@ class Connection:
         self._lock = threading.Lock()
         self._closed = False
         # The fastlane writes straight to the transport: one call fewer per delivery.
-        self.send_shared: Callable[[SharedFrame], None] = transport.send_shared
-        self.send_shared_many: Callable[[list[SharedFrame]], None] = transport.send_shared_many
+        self.send_shared: Callable[[SharedFrames], None] = transport.send_shared
 
     def __repr__(self) -> str:
         return f"<Connection #{self.number} id={self.socket.id!r} transport={self.transport.name}>"

@@ -15,10 +15,15 @@ are told to the subscriber's channel actor (``handle_out``). Callback
 subscribers (``Endpoint.subscribe``) are called on this actor's thread, so they
 must be quick.
 
-Broadcasts queued back to back are dispatched as one batch (up to ``BATCH``):
-each connection then gets all of its fastlane frames from the batch in one
-``send``. The first message of another kind ends the batch and is handled
-right after it, so the registry still handles everything in the order told.
+A topic keeps its connection subscribers in groups that receive the same
+bytes: one serializer, one set of intercepted events. Dispatch builds the
+frames once per group and then only hands that one buffer to each member, so
+the loop over a thousand subscribers is a thousand ``send`` calls and little
+else. Broadcasts queued back to back are dispatched as one batch (up to
+``BATCH``): each connection then gets all of its fastlane frames from the batch
+in one ``send``. The first message of another kind ends the batch and is
+handled right after it, so the registry still handles everything in the order
+told.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import pykka
 
 from .._messages import DispatchOut
 from .._pool import ServiceActor, handle_envelope
-from ..transports.frames import SharedFrame
+from ..transports.frames import SharedFrame, SharedFrames
 
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
     from ..serializers import Serializer
 
 BATCH = 64  # broadcasts gathered into one dispatch at most
+SWEEP_CHECK = 16  # subscribers written between looks at the inbox during a sweep
 
 __all__ = ["Dispatch", "Registry", "Subscribe", "Subscriber", "Unsubscribe", "UnsubscribeAll"]
 
@@ -101,6 +107,132 @@ class Stats(NamedTuple):
     """Asked: returns ``(topics, subscriptions)`` counts."""
 
 
+class _Group:
+    """A topic's connection subscribers that receive the same frames."""
+
+    __slots__ = ("intercepts", "members", "serializer")
+
+    def __init__(self, serializer: Serializer | None, intercepts: frozenset[str]) -> None:
+        self.serializer = serializer
+        self.intercepts = intercepts
+        # key -> (subscription, its connection's send_shared)
+        self.members: dict[Any, tuple[Subscriber, Callable[[SharedFrames], None]]] = {}
+
+
+class _Topic:
+    """One topic's subscriptions, grouped the way dispatch uses them."""
+
+    __slots__ = ("groups", "others", "subs")
+
+    def __init__(self) -> None:
+        self.subs: dict[Any, Subscriber] = {}
+        self.groups: dict[tuple[int, frozenset[str]], _Group] = {}
+        self.others: dict[Any, Subscriber] = {}  # callbacks, channels without a connection
+
+    def add(self, sub: Subscriber) -> None:
+        self.remove(sub.key)
+        self.subs[sub.key] = sub
+        if sub.connection is None:
+            self.others[sub.key] = sub
+            return
+        group_key = (id(sub.serializer), sub.intercepts)
+        group = self.groups.get(group_key)
+        if group is None:
+            group = self.groups[group_key] = _Group(sub.serializer, sub.intercepts)
+        group.members[sub.key] = (sub, sub.connection.send_shared)
+
+    def remove(self, key: Any) -> None:
+        sub = self.subs.pop(key, None)
+        if sub is None:
+            return
+        if sub.connection is None:
+            del self.others[key]
+            return
+        group_key = (id(sub.serializer), sub.intercepts)
+        group = self.groups[group_key]
+        del group.members[key]
+        if not group.members:
+            del self.groups[group_key]
+
+
+_Payload = tuple["SharedFrames | None", list[DispatchOut]]
+#: Each connection's frames from a batch of several topics, in order.
+_Gathered = dict[Callable[[SharedFrames], None], list[SharedFrames]]
+
+
+class _Run:
+    """Broadcasts on one topic being dispatched, and what each group gets of them.
+
+    A member of a group gets ``dispatches[start:end]`` as one ``SharedFrames``
+    (its fastlane frames) and a list of ``DispatchOut`` (its intercepted
+    events). Both are built once per group and range, and each broadcast is
+    encoded once per serializer; only a subscriber excluded by a
+    ``broadcast_from`` in the range gets a list of its own.
+    """
+
+    __slots__ = ("dispatches", "encoded", "excluded", "payloads", "state", "topic")
+
+    def __init__(self, state: _Topic, dispatches: list[Dispatch]) -> None:
+        self.state = state
+        self.topic = dispatches[0].broadcast.topic
+        self.dispatches = dispatches
+        self.excluded = {m.from_key for m in dispatches if m.from_key is not None}
+        self.encoded: dict[tuple[int, int], SharedFrame | None] = {}
+        self.payloads: dict[tuple[int, int, int], _Payload] = {}
+
+    def append(self, message: Dispatch) -> None:
+        self.dispatches.append(message)
+        if message.from_key is not None:
+            self.excluded.add(message.from_key)
+
+    def payload(self, group: _Group, start: int, end: int) -> _Payload:
+        """What every member of ``group`` not excluded gets of ``dispatches[start:end]``."""
+        cache_key = (id(group), start, end)
+        payload = self.payloads.get(cache_key)
+        if payload is None:
+            payload = self.payloads[cache_key] = self.own(group, None, start, end)
+        return payload
+
+    def own(self, group: _Group, key: Any, start: int, end: int) -> _Payload:
+        """What the member ``key`` of ``group`` gets (``key=None``: any member not excluded)."""
+        frames: list[SharedFrame] = []
+        outs: list[DispatchOut] = []
+        intercepts = group.intercepts
+        for index in range(start, end):
+            message = self.dispatches[index]
+            if key is not None and message.from_key == key:
+                continue
+            if message.broadcast.event in intercepts:
+                outs.append(DispatchOut(message.broadcast))
+            else:
+                frame = self._frame(index, group.serializer)
+                if frame is not None:
+                    frames.append(frame)
+        return (SharedFrames(frames) if frames else None, outs)
+
+    def _frame(self, index: int, serializer: Serializer | None) -> SharedFrame | None:
+        """The fastlane frame of one broadcast for ``serializer``, encoded once."""
+        cache_key = (index, id(serializer))
+        try:
+            return self.encoded[cache_key]
+        except KeyError:
+            pass
+        assert serializer is not None
+        broadcast = self.dispatches[index].broadcast
+        try:
+            frame: SharedFrame | None = SharedFrame(serializer.fastlane(broadcast))
+        except Exception:
+            logger.exception(
+                "Encoding %r on %r with %r failed; its subscribers miss it",
+                broadcast.event,
+                broadcast.topic,
+                serializer,
+            )
+            frame = None
+        self.encoded[cache_key] = frame
+        return frame
+
+
 class Registry(ServiceActor):
     """The in-process subscription registry (one per :class:`PubSub`)."""
 
@@ -108,7 +240,7 @@ class Registry(ServiceActor):
 
     def __init__(self) -> None:
         super().__init__()
-        self._topics: dict[str, dict[Any, Subscriber]] = {}
+        self._topics: dict[str, _Topic] = {}
         self._held: Envelope[Any] | None = None
         self._by_key: dict[Any, set[str]] = {}
 
@@ -126,13 +258,16 @@ class Registry(ServiceActor):
             for topic in self._by_key.pop(message.key, ()):
                 self._remove(topic, message.key)
         elif isinstance(message, Stats):
-            return (len(self._topics), sum(len(subs) for subs in self._topics.values()))
+            return (len(self._topics), sum(len(t.subs) for t in self._topics.values()))
         else:
             return super().on_receive(message)
         return None
 
     def _subscribe(self, topic: str, subscriber: Subscriber) -> None:
-        self._topics.setdefault(topic, {})[subscriber.key] = subscriber
+        state = self._topics.get(topic)
+        if state is None:
+            state = self._topics[topic] = _Topic()
+        state.add(subscriber)
         self._by_key.setdefault(subscriber.key, set()).add(topic)
 
     def _unsubscribe(self, topic: str, key: Any) -> None:
@@ -144,10 +279,10 @@ class Registry(ServiceActor):
         self._remove(topic, key)
 
     def _remove(self, topic: str, key: Any) -> None:
-        subs = self._topics.get(topic)
-        if subs is not None:
-            subs.pop(key, None)
-            if not subs:
+        state = self._topics.get(topic)
+        if state is not None:
+            state.remove(key)
+            if not state.subs:
                 del self._topics[topic]
 
     def _take_dispatches(self, first: Dispatch) -> list[Dispatch]:
@@ -173,58 +308,159 @@ class Registry(ServiceActor):
     def _dispatch(self, batch: list[Dispatch]) -> None:
         """Deliver a batch of broadcasts, each to its topic's subscribers, in order.
 
-        Fastlane frames are gathered per connection across the batch and
-        written with one ``send``: under load, a connection receives several
-        broadcasts for the price of one system call.
+        The batch is cut into runs of one topic. A batch of one run (the usual
+        case: one busy topic) is swept (:meth:`_sweep`); otherwise each
+        connection's frames from every run are gathered and written with one
+        ``send``, in the order published.
         """
-        out: dict[Any, list[SharedFrame]] = {}
+        runs: list[list[Dispatch]] = []
+        topic = None
         for message in batch:
-            subs = self._topics.get(message.broadcast.topic)
-            if subs:
-                self._route(message.broadcast, message.from_key, subs, out)
-        for connection, shareds in out.items():
+            if message.broadcast.topic != topic:
+                topic = message.broadcast.topic
+                runs.append([])
+            runs[-1].append(message)
+        if len(runs) == 1:
+            state = self._topics.get(runs[0][0].broadcast.topic)
+            if state is not None:
+                self._sweep(_Run(state, runs[0]))
+            return
+        out: _Gathered = {}
+        for run in runs:
+            state = self._topics.get(run[0].broadcast.topic)
+            if state is not None:
+                self._gather(_Run(state, run), out)
+        for send, parts in out.items():
+            self._send(send, parts[0] if len(parts) == 1 else SharedFrames.concat(parts))
+
+    def _sweep(self, run: _Run) -> None:
+        """Write a run to every connection subscriber, taking in broadcasts that arrive meanwhile.
+
+        Writing to a thousand sockets takes milliseconds. Every ``SWEEP_CHECK``
+        subscribers, broadcasts on the same topic that were queued meanwhile
+        join the run: the subscribers not yet written to get them in this
+        pass, the ones already written to in another pass. A broadcast then
+        waits for the writer to reach its subscriber, not for a whole
+        dispatch to finish first. The run stops growing at ``BATCH``
+        broadcasts or at the first other message, which is handled after it.
+        """
+        self._to_others(run, 0)
+        targets = [
+            (group, key, sub, send)
+            for group in run.state.groups.values()
+            for key, (sub, send) in group.members.items()
+        ]
+        dispatches = run.dispatches
+        excluded = run.excluded
+        served = [0] * len(targets)
+        extending = self._held is None and len(dispatches) < BATCH
+        behind = True
+        while behind:
+            behind = False
+            last: tuple[Any, int, int] | None = None
+            shared: SharedFrames | None = None
+            outs: list[DispatchOut] = []
+            for index, (group, key, sub, send) in enumerate(targets):
+                start, end = served[index], len(dispatches)
+                if start < end:
+                    served[index] = end
+                    if key in excluded:
+                        mine, my_outs = run.own(group, key, start, end)
+                    else:
+                        if (
+                            last is None
+                            or last[0] is not group
+                            or last[1] != start
+                            or last[2] != end
+                        ):
+                            last = (group, start, end)
+                            shared, outs = run.payload(group, start, end)
+                        mine, my_outs = shared, outs
+                    if mine is not None:
+                        try:
+                            send(mine)
+                        except Exception:
+                            logger.exception("Writing broadcasts with %r failed", send)
+                    for dispatch_out in my_outs:
+                        self._hand_over(sub, dispatch_out)
+                if extending and index % SWEEP_CHECK == SWEEP_CHECK - 1:
+                    if self._extend(run):
+                        behind = True  # the subscribers before this point miss the new ones
+                    extending = self._held is None and len(dispatches) < BATCH
+
+    def _extend(self, run: _Run) -> bool:
+        """Add the Dispatch tells on the run's topic queued now; True if any was added."""
+        inbox = self.actor_inbox
+        dispatches = run.dispatches
+        added = False
+        while len(dispatches) < BATCH:
             try:
-                if len(shareds) == 1:
-                    connection.send_shared(shareds[0])
+                envelope = inbox.get_nowait()  # type: ignore[attr-defined]
+            except queue.Empty:
+                break
+            message = envelope.message
+            if (
+                type(message) is Dispatch
+                and envelope.reply_to is None
+                and message.broadcast.topic == run.topic
+            ):
+                run.append(message)
+                self._to_others(run, len(dispatches) - 1)
+                added = True
+            else:
+                self._held = envelope
+                break
+        return added
+
+    def _gather(
+        self, run: _Run, out: dict[Callable[[SharedFrames], None], list[SharedFrames]]
+    ) -> None:
+        """Collect a run's frames per connection in ``out`` (a batch of several topics)."""
+        self._to_others(run, 0)
+        end = len(run.dispatches)
+        for group in run.state.groups.values():
+            for key, (sub, send) in group.members.items():
+                if key in run.excluded:
+                    shared, outs = run.own(group, key, 0, end)
                 else:
-                    connection.send_shared_many(shareds)
-            except Exception:
-                logger.exception("Writing broadcasts to %r failed", connection)
+                    shared, outs = run.payload(group, 0, end)
+                if shared is not None:
+                    out.setdefault(send, []).append(shared)
+                for dispatch_out in outs:
+                    self._hand_over(sub, dispatch_out)
+
+    def _to_others(self, run: _Run, start: int) -> None:
+        """Callback subscribers and channels without a connection get ``dispatches[start:]``."""
+        others = run.state.others
+        if not others:
+            return
+        for message in run.dispatches[start:]:
+            dispatch_out = DispatchOut(message.broadcast)
+            for key, sub in others.items():
+                if message.from_key is None or key != message.from_key:
+                    self._hand_over(sub, dispatch_out)
 
     @staticmethod
-    def _route(
-        broadcast: Broadcast,
-        from_key: Any,
-        subs: dict[Any, Subscriber],
-        out: dict[Any, list[SharedFrame]],
-    ) -> None:
-        event = broadcast.event
-        frames: dict[int, SharedFrame] = {}
-        for sub in subs.values():
-            if from_key is not None and sub.key == from_key:
-                continue
-            connection = sub.connection
-            try:
-                if connection is not None and event not in sub.intercepts:
-                    serializer = sub.serializer
-                    shared = frames.get(id(serializer))
-                    if shared is None:
-                        assert serializer is not None
-                        shared = frames[id(serializer)] = SharedFrame(
-                            serializer.fastlane(broadcast)
-                        )
-                    queued = out.get(connection)
-                    if queued is None:
-                        out[connection] = [shared]
-                    else:
-                        queued.append(shared)
-                elif sub.channel_ref is not None:
-                    sub.channel_ref.tell(DispatchOut(broadcast))
-                elif sub.callback is not None:
-                    sub.callback(broadcast)
-            except pykka.ActorDeadError:
-                continue  # the channel ended; its UnsubscribeAll is on its way
-            except Exception:
-                logger.exception(
-                    "Delivering %r on %r to subscriber %r failed", event, broadcast.topic, sub.key
-                )
+    def _send(send: Callable[[SharedFrames], None], shared: SharedFrames) -> None:
+        try:
+            send(shared)
+        except Exception:
+            logger.exception("Writing broadcasts with %r failed", send)
+
+    @staticmethod
+    def _hand_over(sub: Subscriber, dispatch_out: DispatchOut) -> None:
+        """To the channel actor (``handle_out``), or to a callback subscriber."""
+        try:
+            if sub.channel_ref is not None:
+                sub.channel_ref.tell(dispatch_out)
+            elif sub.callback is not None:
+                sub.callback(dispatch_out.broadcast)
+        except pykka.ActorDeadError:
+            pass  # the channel ended; its UnsubscribeAll is on its way
+        except Exception:
+            logger.exception(
+                "Delivering %r on %r to subscriber %r failed",
+                dispatch_out.broadcast.event,
+                dispatch_out.broadcast.topic,
+                sub.key,
+            )

@@ -15,6 +15,7 @@ __all__ = [
     "OP_CLOSE",
     "OP_TEXT",
     "SharedFrame",
+    "SharedFrames",
     "close_frame",
     "frame",
     "frame_message",
@@ -69,4 +70,35 @@ class SharedFrame:
         if wire is None:
             assert isinstance(self.frame, (str, bytes))
             wire = self._wire = frame_message(self.frame)
+        return wire
+
+
+class SharedFrames:
+    """Fastlane frames written together to every connection of a fan-out group.
+
+    The registry builds one per group of subscribers that get the same frames
+    (same serializer, same intercepts), so ``wire()`` joins the bytes once and
+    each connection costs one ``send`` of an existing buffer.
+    """
+
+    __slots__ = ("_wire", "frames")
+
+    def __init__(self, frames: list[SharedFrame]) -> None:
+        self.frames = frames
+        self._wire: bytes | None = None
+
+    @classmethod
+    def concat(cls, parts: list[SharedFrames]) -> SharedFrames:
+        """Several groups' frames for one connection, in order."""
+        return cls([shared for part in parts for shared in part.frames])
+
+    def wire(self) -> bytes:
+        wire = self._wire
+        if wire is None:
+            frames = self.frames
+            if len(frames) == 1:
+                wire = frames[0].wire()
+            else:
+                wire = b"".join([shared.wire() for shared in frames])
+            self._wire = wire
         return wire

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..serializers import Frame
-    from .frames import SharedFrame
+    from .frames import SharedFrames
 
 __all__ = ["MemoryTransport"]
 
@@ -37,12 +37,9 @@ class MemoryTransport:
     def send(self, frame: Frame) -> None:
         self._sink(frame)
 
-    def send_shared(self, shared: SharedFrame) -> None:
-        self._sink(shared.frame)  # type: ignore[arg-type]
-
-    def send_shared_many(self, shareds: list[SharedFrame]) -> None:
-        for shared in shareds:
-            self._sink(shared.frame)  # type: ignore[arg-type]
+    def send_shared(self, shared: SharedFrames) -> None:
+        for one in shared.frames:
+            self._sink(one.frame)  # type: ignore[arg-type]
 
     def disconnect(self) -> None:
         if self._on_close is not None:

@@ -43,7 +43,7 @@ from wsproto.events import BytesMessage, TextMessage
 from .. import _writes
 from .._pool import StopFlag
 from ..errors import InvalidMessageError
-from .frames import SharedFrame, frame_message
+from .frames import SharedFrames, frame_message
 from .http import switching_protocols
 
 if TYPE_CHECKING:
@@ -203,20 +203,13 @@ class WebSocketTransport:
             return
         self._write(frame_message(frame))
 
-    def send_shared(self, shared: SharedFrame) -> None:
-        """Write a fastlane frame framed once for every subscriber."""
+    def send_shared(self, shared: SharedFrames) -> None:
+        """Write fastlane frames framed once for every subscriber, with one system call."""
         if self._compress:
-            self.send(shared.frame)
+            for one in shared.frames:
+                self.send(one.frame)
         else:
             self._write(shared.wire())
-
-    def send_shared_many(self, shareds: list[SharedFrame]) -> None:
-        """Write several fastlane frames with one system call."""
-        if self._compress:
-            for shared in shareds:
-                self.send(shared.frame)
-        else:
-            self._write(b"".join([shared.wire() for shared in shareds]))
 
     def _write(self, data: bytes) -> None:
         if not _writes.defer(self, data):
