@@ -204,12 +204,16 @@ class WebSocketTransport:
         self._write(frame_message(frame))
 
     def send_shared(self, shared: SharedFrames) -> None:
-        """Write fastlane frames framed once for every subscriber, with one system call."""
+        """Write fastlane frames framed once for every subscriber, with one system call.
+
+        Only the registry's thread calls this, and it never batches writes
+        (``_writes`` is for pool workers), so the bytes go straight out.
+        """
         if self._compress:
             for one in shared.frames:
                 self.send(one.frame)
         else:
-            self._write(shared.wire())
+            self._write_now(shared.wire())
 
     def _write(self, data: bytes) -> None:
         if not _writes.defer(self, data):
