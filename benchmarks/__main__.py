@@ -111,6 +111,7 @@ FANOUT_METRICS = (
     Metric("server_ctx_switches_per_delivery", "server context switches/delivery"),
     Metric("server_cpu_util", "server CPU in window (cores)", ratio=False),
     Metric("loadgen_cpu_util", "loadgen CPU in window (cores)", ratio=False),
+    Metric("latency_loadgen_cpu_util", "loadgen CPU at 0.5x saturation (cores)", ratio=False),
     Metric("others_cores", "other processes' CPU in window (cores)", ratio=False),
     Metric("in_flight_deliveries", "deliveries in flight (ramped)", ratio=False),
 )

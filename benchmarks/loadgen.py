@@ -198,12 +198,26 @@ class Loadgen:
         events = self.ep.poll(timeout)
         self.now_ns = time.perf_counter_ns()
         by_fd = self.by_fd
+        on_counted = self.on_counted
         for fd, ev in events:
-            if fd == 0:
-                self.read_stdin()
-                continue
             client = by_fd.get(fd)
             if client is None:
+                if fd == 0:
+                    self.read_stdin()
+                continue
+            if ev == EPOLLIN and client.mode == COUNT:
+                # the fan-out hot path, inlined: most clients only count bytes
+                try:
+                    data = client.sock.recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:
+                    self.fail(client, f"recv: {exc}")
+                    continue
+                if data:
+                    on_counted(client, data)
+                else:
+                    self.fail(client, "closed by server")
                 continue
             if ev & EPOLLOUT:
                 self.on_writable(client)
