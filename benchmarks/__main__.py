@@ -625,8 +625,16 @@ def print_report(
     for run in hot:
         notes.append(
             f"{run['label']}: the load generator used "
-            f"{run['metrics']['loadgen_cpu_util']:.2f} cores: it may have been the bottleneck"
+            f"{run['metrics']['loadgen_cpu_util']:.2f} cores while saturating: it may have "
+            "been the bottleneck, so the saturation figure is a lower bound"
         )
+    for run in runs:
+        busy = run["metrics"].get("latency_loadgen_cpu_util") or 0
+        if run["ok"] and busy > 0.9:
+            notes.append(
+                f"{run['label']}: the load generator used {busy:.2f} cores while measuring "
+                "latency: its own queueing is part of that latency"
+            )
     if notes:
         print("\nnotes:")
         for note in notes:

@@ -27,11 +27,6 @@ PROTOCOLS = {
     "websockets": "plain",
     "socketio": "socketio",
 }
-#: While measuring latency, one client in this many parses every frame and gives the
-#: samples (the rest count bytes, still checking losses and order): at half of
-#: channels_actor's saturation, parsing every eighth client kept the load generator
-#: itself at 0.95 of a core, so its own queueing showed up in the latency.
-LATENCY_CHECK_EVERY = 32
 #: Systems that have a notion of joining a topic on an open socket.
 JOINABLE = ("channels_actor", "socketio")
 
@@ -211,7 +206,7 @@ def run_fanout(
             "latency",
             4 * params["duration"] + 200,
             rate=broadcasts_per_s,
-            check_every=params.get("latency_check_every", LATENCY_CHECK_EVERY),
+            warmup=params["warmup"],
             duration=params["duration"],
             min_broadcasts=params["min_broadcasts"],
             max_duration=max(3 * params["duration"], 10.0),
