@@ -79,7 +79,7 @@ class ChannelExited(NamedTuple):
 
 
 class WatchChannel(NamedTuple):
-    """Told to the supervisor before a channel actor starts: it now owns the child."""
+    """Recorded in the supervisor's ``Children`` before a channel actor starts."""
 
     ref: pykka.ActorRef[Any]
     """The channel actor's ref."""

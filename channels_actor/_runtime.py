@@ -24,7 +24,7 @@ from ._messages import DrainChannels
 from ._pool import ActorPool
 from ._timer import discard_stopped
 from .errors import ConfigurationError
-from .supervisor import ChildCount, Supervisor
+from .supervisor import ChildCount, Children, Supervisor
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -49,6 +49,7 @@ class Runtime:
         self.pubsub = pubsub
         self.pool = ActorPool(pool_size) if actor_mode == "pool" else None
         self.supervisor: pykka.ActorRef[Supervisor]
+        self.children = Children()
         self._lock = threading.Lock()
         self._running = False
 
@@ -66,7 +67,8 @@ class Runtime:
                     self.pool = ActorPool(self.pool.size, batch=self.pool.batch)
                 self.pool.start()
             self.pubsub.start()
-            self.supervisor = Supervisor.start()
+            self.children = Children()
+            self.supervisor = Supervisor.start(self.children)
             self._running = True
 
     def create_channel(

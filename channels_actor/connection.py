@@ -201,7 +201,7 @@ class Connection:
         self._channels[message.topic] = actor
         # Watched before it runs, so its ChannelExited always finds it watched.
         name = f"{action.channel.__name__}({message.topic})"
-        runtime.supervisor.tell(WatchChannel(ref, actor, name))
+        runtime.children.add(WatchChannel(ref, actor, name))
         ref.tell(JoinChannel(message.payload, message.ref))
         try:
             actor._start_actor_loop()  # type: ignore[attr-defined]

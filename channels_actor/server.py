@@ -21,11 +21,11 @@ returns. That costs the server one of its threads per open WebSocket.
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -46,13 +46,65 @@ MAX_BODY = 1024 * 1024
 REQUEST_TIMEOUT = 10.0
 
 
+class _HandshakeThreads:
+    """Threads that read HTTP requests and run ``connect``, fed by the reactor.
+
+    A bare queue and loop: ``ThreadPoolExecutor.submit`` made a future, a
+    condition and a semaphore round per accepted socket, which showed in the
+    rate of new connections.
+    """
+
+    def __init__(self, count: int, service: WebSocketService) -> None:
+        self._queue: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
+        self._service = service
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"channels_actor-http_{n}", daemon=True)
+            for n in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, sock: socket.socket, address: Any) -> None:
+        """Serve ``sock`` on a handshake thread (closes it when shut down)."""
+        if self._closed:
+            sock.close()
+            return
+        self._queue.put((sock, address))
+
+    def shutdown(self) -> None:
+        """Let the running requests finish, close the waiting sockets, join the threads."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[0].close()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._closed:
+                item[0].close()
+                continue
+            _serve_http(self._service, *item)
+
+
 class WebSocketService:
     """The reactor, the handshake pool and the live transports of one endpoint."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.reactor = Reactor()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _HandshakeThreads | None = None
         self._transports: set[WebSocketTransport] = set()
         self._lock = threading.Lock()
         self._servers: list[Server] = []
@@ -63,16 +115,13 @@ class WebSocketService:
             if self._started:
                 return
             self._started = True
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.endpoint.config.handshake_threads,
-                thread_name_prefix="channels_actor-http",
-            )
+            self._pool = _HandshakeThreads(self.endpoint.config.handshake_threads, self)
             self.reactor.start()
             sweep = min(5.0, self.endpoint.config.heartbeat_timeout / 4)
             self.reactor.every(sweep, self._sweep)
 
     @property
-    def pool(self) -> ThreadPoolExecutor:
+    def pool(self) -> _HandshakeThreads:
         assert self._pool is not None
         return self._pool
 
@@ -101,7 +150,7 @@ class WebSocketService:
             if not transport.closed_event.wait(max(0.0, deadline - time.monotonic())):
                 self.reactor.call_soon(transport._release)
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
         self.reactor.stop(timeout)
         self.reactor = Reactor()
@@ -242,11 +291,7 @@ class Server:
             except OSError as exc:
                 logger.warning("accept() failed: %s", exc)
                 return
-            try:
-                self._service.pool.submit(_serve_http, self._service, sock, address)
-            except RuntimeError:  # pool shut down: we are stopping
-                sock.close()
-                return
+            self._service.pool.submit(sock, address)
 
     def on_writable(self) -> None:
         return None

@@ -4,11 +4,13 @@ Theory of operation
 -------------------
 Channels are temporary, as in Phoenix: a crashed channel is not restarted;
 the client gets ``phx_error`` and rejoins. What the supervisor guarantees is
-the end of each life: a connection tells it ``WatchChannel`` before the
-channel actor starts, the channel actor tells it ``ChannelExited`` once when
-it ends, and the supervisor calls ``terminate(reason, socket)`` exactly once,
-on its own thread, with the channel actor already stopped, so ``terminate``
-never overlaps another callback of that channel.
+the end of each life: a connection records a ``WatchChannel`` in the
+endpoint's :class:`Children` before the channel actor starts (a dict under a
+lock rather than a message, so that a join does not wake this thread), the
+channel actor tells the supervisor ``ChannelExited`` once when it ends, and
+the supervisor calls ``terminate(reason, socket)`` exactly once, on its own
+thread, with the channel actor already stopped, so ``terminate`` never
+overlaps another callback of that channel.
 
 ``DrainChannels`` (``Endpoint.stop``) shuts every child down and sets an event
 when the last one has terminated. The supervisor never asks a channel
@@ -26,7 +28,7 @@ import pykka
 from ._messages import ChannelExited, DrainChannels, WatchChannel
 from ._pool import ServiceActor
 
-__all__ = ["ChildCount", "Supervisor"]
+__all__ = ["ChildCount", "Children", "Supervisor"]
 
 logger = logging.getLogger("channels_actor.supervisor")
 
@@ -35,21 +37,42 @@ class ChildCount:
     """Asked of the supervisor: the number of channel actors alive."""
 
 
+class Children:
+    """The channel actors an endpoint supervises: connections add, the supervisor removes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[pykka.ActorRef[Any], WatchChannel] = {}
+
+    def add(self, watch: WatchChannel) -> None:
+        with self._lock:
+            self._watched[watch.ref] = watch
+
+    def pop(self, ref: pykka.ActorRef[Any]) -> WatchChannel | None:
+        with self._lock:
+            return self._watched.pop(ref, None)
+
+    def snapshot(self) -> list[WatchChannel]:
+        with self._lock:
+            return list(self._watched.values())
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+
 class Supervisor(ServiceActor):
     """Owns channel actors; calls ``terminate`` once per channel."""
 
     thread_name = "channels_actor-supervisor"
 
-    def __init__(self) -> None:
+    def __init__(self, children: Children) -> None:
         super().__init__()
-        self._children: dict[pykka.ActorRef[Any], WatchChannel] = {}
+        self._children = children
         self._drained: list[threading.Event] = []
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ChannelExited):
             self._exited(message)
-        elif isinstance(message, WatchChannel):
-            self._children[message.ref] = message
         elif isinstance(message, DrainChannels):
             self._drain(message)
         elif isinstance(message, ChildCount):
@@ -59,7 +82,7 @@ class Supervisor(ServiceActor):
         return None
 
     def _exited(self, message: ChannelExited) -> None:
-        watched = self._children.pop(message.ref, None)
+        watched = self._children.pop(message.ref)
         if watched is None:
             logger.warning("Supervisor: exit of an unknown channel %s ignored", message.ref)
             return
@@ -70,16 +93,16 @@ class Supervisor(ServiceActor):
                 "%s.terminate(%r) raised", type(message.channel).__name__, message.reason
             )
         logger.debug("%s terminated: %r", watched.name, message.reason)
-        if not self._children and self._drained:
+        if not len(self._children) and self._drained:
             for event in self._drained:
                 event.set()
             self._drained.clear()
 
     def _drain(self, message: DrainChannels) -> None:
-        if not self._children:
+        if not len(self._children):
             message.done.set()
             return
         self._drained.append(message.done)
-        for watched in list(self._children.values()):
+        for watched in self._children.snapshot():
             # An actor already ending has its ChannelExited queued behind this message.
             watched.actor.request_shutdown(message.reason)

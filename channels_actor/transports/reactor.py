@@ -52,6 +52,7 @@ class Reactor:
         self._stopping = False
         self._periodic: list[list[Any]] = []  # [interval, next_due, fn]
         self._lock = threading.Lock()
+        self._wake_sent = False  # one wake-up byte at a time: a busy loop is not woken again
 
     @property
     def running(self) -> bool:
@@ -89,6 +90,9 @@ class Reactor:
     def call_soon(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` on the reactor thread (from any thread)."""
         self._calls.append(fn)
+        if self._wake_sent:
+            return  # a wake-up is on its way, and the loop runs every queued call after it
+        self._wake_sent = True
         wake = self._wake_w
         if wake is not None:
             try:
@@ -164,6 +168,11 @@ class Reactor:
                 pass
         except (BlockingIOError, OSError):
             pass
+        # Cleared after reading (cleared before, a byte sent meanwhile would be read
+        # here and leave the flag set with no byte on its way): a call queued before
+        # this point is run by this iteration's _run_calls, one queued after sends a
+        # new byte.
+        self._wake_sent = False
 
     def _run_calls(self) -> None:
         calls = self._calls
