@@ -160,3 +160,48 @@ def test_response_bytes() -> None:
         b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n"
         b"connection: close\r\n\r\nno"
     )
+
+
+# the upgraded server stands in for simple-websocket's -------------------------------------
+
+
+def test_upgraded_server_has_the_attributes_simple_websocket_sets() -> None:
+    """``_UpgradedServer`` skips ``simple_websocket.Server.__init__``; if a release of
+    simple-websocket sets other attributes, this fails instead of its methods."""
+    import simple_websocket
+
+    from channels_actor.transports.websocket import _NoEvent, _NoThread, _UpgradedServer
+
+    class Sink:
+        def __init__(self) -> None:
+            self.sent = b""
+
+        def send(self, data: bytes) -> int:
+            self.sent += data
+            return len(data)
+
+    def environ(sink: Sink) -> dict[str, object]:
+        return {
+            "HTTP_HOST": "example.com",
+            "HTTP_UPGRADE": "websocket",
+            "HTTP_CONNECTION": "Upgrade",
+            "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ==",
+            "HTTP_SEC_WEBSOCKET_VERSION": "13",
+            "HTTP_SEC_WEBSOCKET_PROTOCOL": "phoenix",
+            "werkzeug.socket": sink,
+        }
+
+    theirs_sink, ours_sink = Sink(), Sink()
+    theirs = simple_websocket.Server(
+        environ(theirs_sink),
+        subprotocols=["phoenix"],
+        max_message_size=100,
+        thread_class=_NoThread,
+        event_class=_NoEvent,
+    )
+    ours = _UpgradedServer(environ(ours_sink), ["phoenix"], 100)
+    assert sorted(vars(ours)) == sorted(vars(theirs))
+    for name in ("subprotocol", "connected", "is_server", "max_message_size", "mode"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    # the same 101 answer (header order aside)
+    assert sorted(ours_sink.sent.split(b"\r\n")) == sorted(theirs_sink.sent.split(b"\r\n"))
