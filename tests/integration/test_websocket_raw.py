@@ -238,6 +238,24 @@ def test_malformed_http_is_400_and_the_server_keeps_serving(served: tuple[Endpoi
     assert Client(served[1]).join("rooms:after")[4]["status"] == "ok"
 
 
+def test_a_client_that_never_sends_its_request_is_closed_and_frees_the_thread(
+    events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One handshake thread; a silent client holds it only until the request timeout
+    (a kernel receive timeout on the socket), then is closed, and the next client is
+    served by the same thread."""
+    import channels_actor.server
+
+    monkeypatch.setattr(channels_actor.server, "REQUEST_TIMEOUT", 0.3)
+    ep, port = _start(events, check_origin=False, handshake_threads=1)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as silent:
+            assert silent.recv(4096) == b""  # closed by the server, without an answer
+        assert Client(port).join("rooms:after-silent")[4]["status"] == "ok"
+    finally:
+        ep.stop()
+
+
 def test_non_upgrade_request_to_the_socket_is_400(served: tuple[Endpoint, int]) -> None:
     assert http_get(served[1], "/socket/websocket?vsn=2.0.0")[0] == 400
     assert http_get(served[1], "/other")[0] == 404
