@@ -165,12 +165,13 @@ class _Run:
 
     A member of a group gets ``dispatches[start:end]`` as one ``SharedFrames``
     (its fastlane frames) and a list of ``DispatchOut`` (its intercepted
-    events). Both are built once per group and range, and each broadcast is
-    encoded once per serializer; only a subscriber excluded by a
-    ``broadcast_from`` in the range gets a list of its own.
+    events). The dispatch builds them once per group and range and hands the
+    same objects to every member; each broadcast is encoded once per
+    serializer. Only a subscriber excluded by a ``broadcast_from`` in the
+    range gets a list of its own.
     """
 
-    __slots__ = ("dispatches", "encoded", "excluded", "payloads", "state", "topic")
+    __slots__ = ("dispatches", "encoded", "excluded", "state", "topic")
 
     def __init__(self, state: _Topic, dispatches: list[Dispatch]) -> None:
         self.state = state
@@ -178,23 +179,18 @@ class _Run:
         self.dispatches = dispatches
         self.excluded = {m.from_key for m in dispatches if m.from_key is not None}
         self.encoded: dict[tuple[int, int], SharedFrame | None] = {}
-        self.payloads: dict[tuple[int, int, int], _Payload] = {}
 
     def append(self, message: Dispatch) -> None:
         self.dispatches.append(message)
         if message.from_key is not None:
             self.excluded.add(message.from_key)
 
-    def payload(self, group: _Group, start: int, end: int) -> _Payload:
-        """What every member of ``group`` not excluded gets of ``dispatches[start:end]``."""
-        cache_key = (id(group), start, end)
-        payload = self.payloads.get(cache_key)
-        if payload is None:
-            payload = self.payloads[cache_key] = self.own(group, None, start, end)
-        return payload
+    def payload(self, group: _Group, start: int, end: int, key: Any = None) -> _Payload:
+        """What a member of ``group`` gets of ``dispatches[start:end]``.
 
-    def own(self, group: _Group, key: Any, start: int, end: int) -> _Payload:
-        """What the member ``key`` of ``group`` gets (``key=None``: any member not excluded)."""
+        ``key``: the member, when it is excluded by a ``broadcast_from``
+        (``None``: any member that is not).
+        """
         frames: list[SharedFrame] = []
         outs: list[DispatchOut] = []
         intercepts = group.intercepts
@@ -357,6 +353,8 @@ class Registry(ServiceActor):
         behind = True
         while behind:
             behind = False
+            # A group's members are consecutive in targets and mostly share their
+            # range: the payload built for one serves the next until either changes.
             last: tuple[Any, int, int] | None = None
             shared: SharedFrames | None = None
             outs: list[DispatchOut] = []
@@ -365,7 +363,7 @@ class Registry(ServiceActor):
                 if start < end:
                     served[index] = end
                     if key in excluded:
-                        mine, my_outs = run.own(group, key, start, end)
+                        mine, my_outs = run.payload(group, start, end, key)
                     else:
                         if (
                             last is None
@@ -412,21 +410,19 @@ class Registry(ServiceActor):
                 break
         return added
 
-    def _gather(
-        self, run: _Run, out: dict[Callable[[SharedFrames], None], list[SharedFrames]]
-    ) -> None:
+    def _gather(self, run: _Run, out: _Gathered) -> None:
         """Collect a run's frames per connection in ``out`` (a batch of several topics)."""
         self._to_others(run, 0)
         end = len(run.dispatches)
         for group in run.state.groups.values():
+            shared, outs = run.payload(group, 0, end)
             for key, (sub, send) in group.members.items():
-                if key in run.excluded:
-                    shared, outs = run.own(group, key, 0, end)
-                else:
-                    shared, outs = run.payload(group, 0, end)
-                if shared is not None:
-                    out.setdefault(send, []).append(shared)
-                for dispatch_out in outs:
+                mine, my_outs = (
+                    run.payload(group, 0, end, key) if key in run.excluded else (shared, outs)
+                )
+                if mine is not None:
+                    out.setdefault(send, []).append(mine)
+                for dispatch_out in my_outs:
                     self._hand_over(sub, dispatch_out)
 
     def _to_others(self, run: _Run, start: int) -> None:
