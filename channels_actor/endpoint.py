@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 from ._runtime import Runtime
+from ._stats import Counters
 from .config import EndpointConfig
 from .connection import Connection
 from .errors import ConfigurationError
@@ -91,6 +92,8 @@ class Endpoint:
 
     def __init__(self, pubsub: PubSub | None = None, **config: Any) -> None:
         self.config = EndpointConfig.from_kwargs(config)
+        #: Drops, closes and pauses counted by the runtime (see :meth:`stats`).
+        self.counters = Counters()
         self.pubsub = pubsub if pubsub is not None else PubSub()
         self.mounts: dict[str, Mount] = {}
         self._runtime = Runtime(
@@ -191,6 +194,14 @@ class Endpoint:
     def connection_count(self) -> int:
         """Connections open now."""
         return len(self._connections)
+
+    def stats(self) -> dict[str, float]:
+        """A snapshot of the endpoint's counters: connections open now, and every drop,
+        close and pause the runtime has counted since the endpoint was made (names
+        such as ``slow_consumer_closed``; a counter appears once it is non-zero)."""
+        snapshot = self.counters.snapshot()
+        snapshot["connections"] = self.connection_count
+        return snapshot
 
     def channel_count(self, timeout: float = 5.0) -> int:
         """Channel actors alive now (0 when the runtime is not running)."""
