@@ -16,11 +16,11 @@ import inspect
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from typing import Any
 
 import pykka
 import pytest
-from importlib.metadata import version
 
 from channels_actor._pool import ActorPool, PooledActor
 
@@ -75,7 +75,7 @@ def test_the_mirrored_pykka_code_is_the_code_read(owner: type, name: str) -> Non
 
 
 def test_pooled_actor_init_sets_the_fields_pykka_sets() -> None:
-    """PooledActor skips Actor.__init__ (a uuid4 and an Event per actor); it must set the same fields."""
+    """PooledActor skips Actor.__init__ (a uuid4 and an Event per actor), so it sets its fields."""
     threading_actor = pykka.ThreadingActor()
     with ActorPool(1) as pool:
         pooled = PooledActor(pool)
@@ -133,7 +133,10 @@ def _start(kind: str, pool: ActorPool, events: _Events) -> pykka.ActorRef[Any]:
     return _Threaded.start(events) if kind == "thread" else _Pooled.start(pool, events)
 
 
-def _run(scenario: Callable[[pykka.ActorRef[Any]], list[str]], kind: str, pool: ActorPool) -> list[str]:
+Scenario = Callable[[pykka.ActorRef[Any]], list[str]]
+
+
+def _run(scenario: Scenario, kind: str, pool: ActorPool) -> list[str]:
     events = _Events()
     ref = _start(kind, pool, events)
     outcomes = scenario(ref)
@@ -169,7 +172,7 @@ def _failing_tell(ref: pykka.ActorRef[Any]) -> list[str]:
 
 def _asks_queued_behind_a_stop(ref: pykka.ActorRef[Any]) -> list[str]:
     ref.tell("first")
-    stop = ref.ask(pykka.messages._ActorStop(), block=False)  # noqa: SLF001
+    stop = ref.ask(pykka.messages._ActorStop(), block=False)
     behind = ref.ask("behind", block=False)
     out = [f"stop:{stop.get(timeout=5)}"]
     try:
