@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import simple_websocket
 from wsproto.connection import Connection as WsprotoConnection
-from wsproto.connection import ConnectionType
+from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, TextMessage
 from wsproto.frame_protocol import CloseReason
 
@@ -492,13 +492,25 @@ class WebSocketTransport:
         connection.receive(message)
 
     def _peer_closed(self, ws: simple_websocket.Server) -> None:
-        # A close frame from the peer (answered by simple-websocket), or
-        # max_message_size exceeded (simple-websocket sent 1009).
+        # A close frame from the peer (answered by simple-websocket),
+        # max_message_size exceeded (simple-websocket sent 1009), or a
+        # protocol error (wsproto's code, sent back by simple-websocket).
         if self._state == "open":
             self._state = "closing"
             self._closing_since = time.monotonic()
             if ws.max_message_size and ws.incoming_message_len > ws.max_message_size:
                 logger.info("Closed %r: a frame exceeded max_frame_size (1009)", self)
+            elif ws.ws.state is ConnectionState.LOCAL_CLOSING:
+                # simple-websocket answers wsproto's parse failure as if the peer
+                # had sent that close code; a real close from the peer leaves
+                # wsproto CLOSED once answered, so LOCAL_CLOSING means ours
+                logger.info(
+                    "Closed %s: protocol error (%d): %s",
+                    repr(self),
+                    int(ws.close_reason),
+                    _loggable_reason(ws.close_message),
+                )
+                self._count("protocol_error_closes")
             self._end_session()
         if not self._pending:
             self._release()
@@ -541,6 +553,18 @@ class WebSocketTransport:
         self.closed_event.set()
         if self._on_closed is not None:
             self._on_closed(self)
+
+
+def _loggable_reason(reason: str | None) -> str:
+    """wsproto's reason for a protocol error, fit for the log.
+
+    Its reasons are fixed texts, except that a UTF-8 error quotes the
+    client's offending byte and its position: keep the client's bytes out.
+    """
+    text = reason or ""
+    if "codec can't decode" in text:
+        return "invalid UTF-8 in a close reason" if "CLOSE" in text else "invalid UTF-8"
+    return text[:80]
 
 
 def open_websocket(
