@@ -99,7 +99,7 @@ def test_trickled_message_is_closed_at_its_deadline_while_another_client_is_serv
     caplog.set_level(logging.INFO, logger="channels_actor.transport")
     # the trickle's bytes come faster than heartbeat_timeout: they count as
     # activity, so it is the message deadline that closes the connection
-    ep, port = harness.start(heartbeat_timeout=0.4, incomplete_message_timeout=1.0)
+    ep, port = harness.start(heartbeat_timeout=0.6, incomplete_message_timeout=1.2)
     other = harness.client(port)
     other.join("rooms:served")
     trickler = harness.raw(port)
@@ -120,8 +120,8 @@ def test_trickled_message_is_closed_at_its_deadline_while_another_client_is_serv
             assert other.recv()[1] == str(sent + 1)
     elapsed = time.monotonic() - started
     assert code == (1008, "message not finished in time")
-    assert elapsed >= 1.0
-    assert sent >= 8  # it kept trickling well past heartbeat_timeout
+    assert elapsed >= 1.2
+    assert sent >= 6  # it kept trickling well past heartbeat_timeout
     assert ep.stats()["incomplete_message_timeouts"] == 1
     assert _held(ep) == 0
     assert "still unfinished" in caplog.text
