@@ -41,6 +41,16 @@ class EndpointConfig:
         max_buffer: bytes a connection may have waiting to be written; past
             it the client is considered stuck and is closed with 1008.
         handshake_threads: threads reading HTTP requests and running ``connect``.
+        incomplete_message_timeout: seconds a client has to finish a message
+            from the read that began it (30); past it the connection is closed
+            with 1008. Bytes of an unfinished message count as activity for
+            ``heartbeat_timeout``: this deadline is what stops a client that
+            trickles one. At the default ``max_frame_size`` it asks for about
+            2.2 Mbit/s.
+        max_incomplete_bytes: bytes all of the endpoint's connections together
+            may hold in messages they have begun but not finished (64 MiB, at
+            least ``max_frame_size``); the connection whose message would pass
+            it is closed with 1013 (try again later), the others are untouched.
     """
 
     check_origin: CheckOrigin = True
@@ -54,6 +64,8 @@ class EndpointConfig:
     compress: bool = False
     max_buffer: int = 1024 * 1024
     handshake_threads: int = 4
+    incomplete_message_timeout: float = 30.0
+    max_incomplete_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> EndpointConfig:
@@ -77,16 +89,24 @@ class EndpointConfig:
             "pool_size",
             "max_buffer",
             "handshake_threads",
+            "max_incomplete_bytes",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 msg = f"Endpoint option {name} must be a positive int, got {value!r}"
                 raise ConfigurationError(msg)
-        for name in ("heartbeat_timeout", "stop_timeout"):
+        for name in ("heartbeat_timeout", "stop_timeout", "incomplete_message_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 msg = f"Endpoint option {name} must be positive seconds (float), got {value!r}"
                 raise ConfigurationError(msg)
+        if self.max_incomplete_bytes < self.max_frame_size:
+            msg = (
+                f"Endpoint option max_incomplete_bytes ({self.max_incomplete_bytes}) is below "
+                f"max_frame_size ({self.max_frame_size}), so a message of max_frame_size could "
+                "never arrive; raise max_incomplete_bytes or lower max_frame_size"
+            )
+            raise ConfigurationError(msg)
         origin = self.check_origin
         if not (isinstance(origin, (bool, list, tuple)) or callable(origin)):
             msg = (

@@ -32,6 +32,7 @@ from urllib.parse import unquote
 
 from .transports.handshake import Request, request_from_environ
 from .transports.http import BadRequest, RequestHead, parse_head, read_head, response
+from .transports.incomplete import IncompleteMessages
 from .transports.reactor import Reactor
 from .transports.websocket import WebSocketTransport, open_websocket
 from .upgrade import Accepted, Rejected, decide_upgrade
@@ -112,6 +113,10 @@ class WebSocketService:
         self._lock = threading.Lock()
         self._servers: list[Server] = []
         self._started = False
+        #: bytes held in unfinished messages, bounded by max_incomplete_bytes
+        self.incomplete = IncompleteMessages(
+            endpoint.config.max_incomplete_bytes, endpoint.counters
+        )
 
     def start(self) -> None:
         with self._lock:
@@ -120,7 +125,8 @@ class WebSocketService:
             self._started = True
             self._pool = _HandshakeThreads(self.endpoint.config.handshake_threads, self)
             self.reactor.start()
-            sweep = min(5.0, self.endpoint.config.heartbeat_timeout / 4)
+            config = self.endpoint.config
+            sweep = min(5.0, config.heartbeat_timeout / 4, config.incomplete_message_timeout / 4)
             self.reactor.every(sweep, self._sweep)
 
     @property
@@ -211,6 +217,8 @@ class WebSocketService:
             compress=bool(mount.options.get("compress", config.compress)),
             heartbeat_timeout=config.heartbeat_timeout,
             on_closed=self._closed,
+            incomplete_message_timeout=config.incomplete_message_timeout,
+            incomplete=self.incomplete,
         )
         with self._lock:
             self._transports.add(transport)

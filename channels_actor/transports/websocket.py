@@ -9,7 +9,8 @@ so simple-websocket answers the handshake but starts no reader thread of its
 own; the shared :class:`Reactor` reads instead and feeds simple-websocket's
 event handling (pings, close, message assembly, ``max_message_size``).
 Complete messages are decoded by the connection's serializer and given to
-the runtime's :class:`Connection`.
+the runtime's :class:`Connection`; unfinished ones are bounded in time and in
+bytes held across the endpoint (``incomplete.py``).
 
 Writing: every frame for this client, from any thread (the PubSub registry
 for fastlane broadcasts, channel actors for pushes and replies, the reactor
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import simple_websocket
 from wsproto.connection import Connection as WsprotoConnection
-from wsproto.connection import ConnectionType
+from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, TextMessage
 from wsproto.frame_protocol import CloseReason
 
@@ -47,6 +48,7 @@ from .._pool import StopFlag
 from ..errors import InvalidMessageError
 from .frames import SharedFrames, frame_message
 from .http import switching_protocols
+from .incomplete import IncompleteMessages, held_size
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -64,6 +66,7 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_RESTART = 1012
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_TIMEOUT = 5.0  # how long a closing socket waits for the peer's close
 
 
@@ -193,6 +196,8 @@ class WebSocketTransport:
         compress: bool,
         heartbeat_timeout: float,
         on_closed: Any = None,
+        incomplete_message_timeout: float = 30.0,
+        incomplete: IncompleteMessages | None = None,
     ) -> None:
         self._sock = sock
         self._reactor = reactor
@@ -213,6 +218,13 @@ class WebSocketTransport:
         self.ws: simple_websocket.Server | None = None
         self.connection: Connection | None = None
         self.closed_event = StopFlag()  # set once the socket is released
+        # the unfinished message (incomplete.py): when it began, the bytes it holds
+        self._incomplete_timeout = incomplete_message_timeout
+        if incomplete is None:  # no endpoint to share a bound with
+            incomplete = IncompleteMessages(limit=1 << 62)
+        self._incomplete = incomplete
+        self._incomplete_since: float | None = None
+        self._incomplete_held = 0
 
     def __repr__(self) -> str:
         try:
@@ -344,7 +356,7 @@ class WebSocketTransport:
 
     def feed(self, data: bytes) -> None:
         """Process bytes from the client (reactor thread)."""
-        self._last_seen = time.monotonic()
+        now = self._last_seen = time.monotonic()  # unfinished messages count too
         ws = self.ws
         assert ws is not None
         with self._lock:
@@ -358,6 +370,68 @@ class WebSocketTransport:
             self._dispatch(message)
         if not keep_going:
             self._peer_closed(ws)
+            self._drop_incomplete()
+        elif ws.incoming_message is not None or self._incomplete_since is not None:
+            if messages:
+                self._incomplete_since = None  # what is left began in this read
+            self._check_incomplete(ws, now)
+
+    def _check_incomplete(self, ws: simple_websocket.Server, now: float) -> None:
+        """Account the unfinished message's bytes; close at its deadline or the endpoint's bound."""
+        message = ws.incoming_message
+        if message is None or self._state != "open":
+            self._drop_incomplete()  # finished, or closing: nothing more is dispatched
+            return
+        if self._incomplete_since is None:
+            self._incomplete_since = now
+        elif now - self._incomplete_since > self._incomplete_timeout:
+            self._incomplete_timed_out()
+            return
+        size = held_size(message)
+        if not self._incomplete.change(self._incomplete_held, size):
+            self._drop_incomplete()  # before the close frame: the peer sees the bytes released
+            logger.warning(
+                "Closing %s: its unfinished message of %d bytes would take the endpoint's "
+                "unfinished messages past max_incomplete_bytes (%d) (1013)",
+                repr(self),  # now: once closed, the peer is no longer known
+                size,
+                self._incomplete.limit,
+            )
+            self._count("incomplete_bytes_refused")
+            self.close(CLOSE_TRY_AGAIN_LATER, "too many unfinished messages")
+            return
+        self._incomplete_held = size
+
+    def _incomplete_timed_out(self) -> None:
+        held = self._incomplete_held
+        age = time.monotonic() - (self._incomplete_since or 0.0)
+        self._drop_incomplete()  # before the close frame: the peer sees the bytes released
+        logger.info(
+            "Closing %s: a message begun %.1fs ago is still unfinished (%d bytes); "
+            "incomplete_message_timeout is %.1fs (1008)",
+            repr(self),
+            age,
+            held,
+            self._incomplete_timeout,
+        )
+        self._count("incomplete_message_timeouts")
+        self.close(CLOSE_POLICY, "message not finished in time")
+
+    def _drop_incomplete(self) -> None:
+        """Forget the unfinished message and give its bytes back to the endpoint's bound."""
+        ws = self.ws
+        if ws is not None and ws.incoming_message is not None:
+            ws.incoming_message = None
+            ws.incoming_message_len = 0
+        self._incomplete_since = None
+        if self._incomplete_held:
+            self._incomplete.change(self._incomplete_held, 0)
+            self._incomplete_held = 0
+
+    def _count(self, name: str) -> None:
+        connection = self.connection
+        if connection is not None:
+            connection.endpoint.counters.incr(name)
 
     def on_writable(self) -> None:
         with self._lock:
@@ -388,9 +462,20 @@ class WebSocketTransport:
             self._reactor.want_write(self._sock, self, True)
 
     def check_idle(self, now: float) -> None:
-        """Close after ``heartbeat_timeout`` of silence; release a close that hangs."""
-        if self._state == "open" and now - self._last_seen > self._heartbeat_timeout:
+        """Close after ``heartbeat_timeout`` of silence, or a message unfinished past
+        ``incomplete_message_timeout``; release a close that hangs."""
+        since = self._incomplete_since
+        if (
+            self._state == "open"
+            and since is not None
+            and self.ws is not None
+            and self.ws.incoming_message is not None
+            and now - since > self._incomplete_timeout
+        ):
+            self._incomplete_timed_out()
+        elif self._state == "open" and now - self._last_seen > self._heartbeat_timeout:
             logger.info("%r sent nothing for %.0fs; closing it", self, self._heartbeat_timeout)
+            self._drop_incomplete()
             self.close(CLOSE_GOING_AWAY, "heartbeat timeout")
         elif self._state == "closing" and now - self._closing_since > CLOSE_TIMEOUT:
             self._release()
@@ -407,13 +492,25 @@ class WebSocketTransport:
         connection.receive(message)
 
     def _peer_closed(self, ws: simple_websocket.Server) -> None:
-        # A close frame from the peer (answered by simple-websocket), or
-        # max_message_size exceeded (simple-websocket sent 1009).
+        # A close frame from the peer (answered by simple-websocket),
+        # max_message_size exceeded (simple-websocket sent 1009), or a
+        # protocol error (wsproto's code, sent back by simple-websocket).
         if self._state == "open":
             self._state = "closing"
             self._closing_since = time.monotonic()
             if ws.max_message_size and ws.incoming_message_len > ws.max_message_size:
                 logger.info("Closed %r: a frame exceeded max_frame_size (1009)", self)
+            elif ws.ws.state is ConnectionState.LOCAL_CLOSING:
+                # simple-websocket answers wsproto's parse failure as if the peer
+                # had sent that close code; a real close from the peer leaves
+                # wsproto CLOSED once answered, so LOCAL_CLOSING means ours
+                logger.info(
+                    "Closed %s: protocol error (%d): %s",
+                    repr(self),
+                    int(ws.close_reason),
+                    _loggable_reason(ws.close_message),
+                )
+                self._count("protocol_error_closes")
             self._end_session()
         if not self._pending:
             self._release()
@@ -443,6 +540,7 @@ class WebSocketTransport:
             self._state = "closed"
             self._pending.clear()
             self._pending_bytes = 0
+        self._drop_incomplete()
         if release_session:
             self._end_session()
         if self._registered:
@@ -457,6 +555,18 @@ class WebSocketTransport:
             self._on_closed(self)
 
 
+def _loggable_reason(reason: str | None) -> str:
+    """wsproto's reason for a protocol error, fit for the log.
+
+    Its reasons are fixed texts, except that a UTF-8 error quotes the
+    client's offending byte and its position: keep the client's bytes out.
+    """
+    text = reason or ""
+    if "codec can't decode" in text:
+        return "invalid UTF-8 in a close reason" if "CLOSE" in text else "invalid UTF-8"
+    return text[:80]
+
+
 def open_websocket(
     sock: socket.socket,
     environ: dict[str, Any],
@@ -469,6 +579,8 @@ def open_websocket(
     compress: bool,
     heartbeat_timeout: float,
     on_closed: Any = None,
+    incomplete_message_timeout: float = 30.0,
+    incomplete: IncompleteMessages | None = None,
 ) -> WebSocketTransport:
     """Answer the upgrade (101) on ``sock`` and return the transport, not yet reading.
 
@@ -483,6 +595,8 @@ def open_websocket(
         compress=compress,
         heartbeat_timeout=heartbeat_timeout,
         on_closed=on_closed,
+        incomplete_message_timeout=incomplete_message_timeout,
+        incomplete=incomplete,
     )
     headers = {key: value for key, value in environ.items() if key.startswith("HTTP_")}
     if not compress:
