@@ -13,6 +13,7 @@ from ._constants import (
     DEFAULT_POOL_SIZE,
     DEFAULT_STOP_TIMEOUT,
 )
+from ._redact import DEFAULT_REDACT_KEYS, Redactor, redactor
 from .errors import ConfigurationError
 
 __all__ = ["EndpointConfig"]
@@ -41,6 +42,16 @@ class EndpointConfig:
         max_buffer: bytes a connection may have waiting to be written; past
             it the client is considered stuck and is closed with 1008.
         handshake_threads: threads reading HTTP requests and running ``connect``.
+        redact_keys: words that mark a key as secret in log lines and error
+            messages: the values of matching keys (in payloads, frames, query
+            strings, headers) are shown as ``[REDACTED]``. Matched
+            case-insensitively as substrings, ignoring ``_``, ``-`` and spaces
+            (``"token"`` also hides ``auth_token``). Giving a list replaces the
+            default, which is ``("password", "passwd", "secret", "token",
+            "authorization", "cookie", "api_key", "private_key", "credential",
+            "session")``.
+        max_topic_size: bytes (UTF-8) a topic may have; a longer ``phx_join``
+            is refused with ``{"reason": "topic too long"}`` (default 1 KiB).
     """
 
     check_origin: CheckOrigin = True
@@ -54,6 +65,15 @@ class EndpointConfig:
     compress: bool = False
     max_buffer: int = 1024 * 1024
     handshake_threads: int = 4
+    redact_keys: tuple[str, ...] | list[str] = DEFAULT_REDACT_KEYS
+    # Phoenix's binary frames cap a topic at 255 bytes; text frames have no cap
+    # of their own, and a topic is held per join and shown in log lines.
+    max_topic_size: int = 1024
+
+    @property
+    def redactor(self) -> Redactor:
+        """Renders values for log lines with ``redact_keys`` hidden (built once)."""
+        return redactor(tuple(self.redact_keys))
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> EndpointConfig:
@@ -77,6 +97,7 @@ class EndpointConfig:
             "pool_size",
             "max_buffer",
             "handshake_threads",
+            "max_topic_size",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -87,6 +108,13 @@ class EndpointConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 msg = f"Endpoint option {name} must be positive seconds (float), got {value!r}"
                 raise ConfigurationError(msg)
+        keys = self.redact_keys
+        if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
+            msg = (
+                "Endpoint option redact_keys must be a list of key names such as "
+                f"['password', 'token'], got {keys!r}"
+            )
+            raise ConfigurationError(msg)
         origin = self.check_origin
         if not (isinstance(origin, (bool, list, tuple)) or callable(origin)):
             msg = (

@@ -89,8 +89,12 @@ class Connection:
         self.transport = transport
         self.socket = socket._replace(connection=self, transport=transport.name)
         assert socket.handler is not None
+        config = endpoint.config
         self._protocol = ConnectionProtocol(
-            socket.handler, max_channels=endpoint.config.max_channels_per_socket
+            socket.handler,
+            max_channels=config.max_channels_per_socket,
+            max_topic_size=config.max_topic_size,
+            redactor=config.redactor,
         )
         self._channels: dict[str, ChannelServerMixin] = {}
         self._lock = threading.Lock()
