@@ -28,9 +28,20 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DEFAULT_REDACT_KEYS", "PREVIEW_LIMIT", "REDACTED", "Redactor", "preview", "redactor"]
+if TYPE_CHECKING:
+    from .socket import Socket
+
+__all__ = [
+    "DEFAULT_REDACT_KEYS",
+    "PREVIEW_LIMIT",
+    "REDACTED",
+    "Redactor",
+    "preview",
+    "redactor",
+    "redactor_for",
+]
 
 #: Key names whose values never reach a log line (substrings, case-insensitive).
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
@@ -127,10 +138,21 @@ class Redactor:
             return data
         return self._bytes_pattern.sub(_replace_bytes, data)
 
-    def preview(self, value: object) -> str:
+    def clip(self, text: str, limit: int | None = None) -> str:
+        """``text`` as is (no quotes), redacted and cut to ``limit`` characters
+        (the redactor's own by default) with ``... (N chars)``: for exception
+        messages and other text that is already meant to be read."""
+        limit = self.limit if limit is None else limit
+        head = self.scrub(text[: limit * 2 + 64])
+        if len(head) <= limit and len(text) <= limit * 2 + 64:
+            return head
+        return f"{head[:limit]}... ({len(text)} chars)"
+
+    def preview(self, value: object, limit: int | None = None) -> str:
         """A ``repr``-like rendering of ``value``: at most ``limit`` characters
-        plus ``... (size)`` when cut, with secrets redacted. Never raises."""
-        out = _Out(self.limit)
+        (the redactor's own by default) plus ``... (size)`` when cut, with
+        secrets redacted. Never raises."""
+        out = _Out(self.limit if limit is None else limit)
         try:
             self._render(value, out, 0)
         except _Full:
@@ -158,9 +180,9 @@ class Redactor:
         elif isinstance(value, Mapping):
             self._render_items(value.items(), "{", "}", out, depth)
         elif isinstance(value, tuple) and hasattr(value, "_fields"):
-            pairs = zip(value._fields, value, strict=False)
-            self._render_fields(type(value).__name__, pairs, out, depth)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            named = zip(value._fields, value, strict=False)
+            self._render_fields(type(value).__name__, named, out, depth)
+        elif _has_generated_repr(value):
             pairs = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
             self._render_fields(type(value).__name__, pairs, out, depth)
         elif isinstance(value, (list, tuple, set, frozenset)):
@@ -266,6 +288,16 @@ def _replace_bytes(match: re.Match[bytes]) -> bytes:
     return match["key"] + REDACTED.encode()
 
 
+def _has_generated_repr(value: object) -> bool:
+    """A dataclass instance whose ``repr`` is the one ``@dataclass`` wrote: its
+    fields are shown one by one, so secret field names are redacted. A class's
+    own ``__repr__`` is honoured (then scrubbed as text)."""
+    if isinstance(value, type) or not dataclasses.is_dataclass(value):
+        return False
+    # dataclasses wraps the __repr__ it generates (recursion guard).
+    return hasattr(type(value).__repr__, "__wrapped__")
+
+
 def _int_repr(value: int) -> str:
     try:
         return repr(value)
@@ -291,6 +323,12 @@ def redactor(keys: tuple[str, ...] = DEFAULT_REDACT_KEYS) -> Redactor:
     return Redactor(keys)
 
 
-def preview(value: object) -> str:
+def preview(value: object, limit: int | None = None) -> str:
     """:meth:`Redactor.preview` with the default keys, for code that has no endpoint."""
-    return redactor().preview(value)
+    return redactor().preview(value, limit)
+
+
+def redactor_for(socket: Socket | None) -> Redactor:
+    """The redactor of the endpoint serving ``socket`` (the default one without)."""
+    endpoint = socket.endpoint if socket is not None else None
+    return endpoint.config.redactor if endpoint is not None else redactor()

@@ -79,8 +79,7 @@ def encode_payload(payload: Any) -> bytes:
         return payload
     if type(payload) is not dict and not isinstance(payload, Mapping):
         msg = (
-            "Expected the message payload to be a mapping (dict) or bytes, "
-            f"got {shape_of(payload)}"
+            f"Expected the message payload to be a mapping (dict) or bytes, got {shape_of(payload)}"
         )
         raise TypeError(msg)
     try:
