@@ -65,6 +65,7 @@ REDACTED = "[REDACTED]"
 # Containers nested deeper than this show as "...": a preview is a glimpse.
 _MAX_DEPTH = 6
 _IGNORED = re.compile(r"[-_\s]")
+_GENERATED_REPR_FILES = ("dataclasses.py", "reprlib.py")
 
 
 def _normalize(name: str) -> str:
@@ -275,7 +276,7 @@ def _text_pattern(words: tuple[str, ...]) -> str:
         r"\"(?:[^\"\\]|\\.)*(?:\"|\Z)"  # "double", possibly cut
         r"|'(?:[^'\\]|\\.)*(?:'|\Z)"  # 'single'
         r"|\\\"(?:(?!\\\")[\s\S])*(?:\\\"|\Z)"  # \"escaped\", JSON inside a string
-        r"|(?:(?:bearer|basic|digest|token)\s+)?[^\s&,;}\]\"'\\]*"  # bare: query, header
+        r"|(?:(?:bearer|basic|digest|token)\s+)?[^\s&,;})\]>\"'\\]*"  # bare: query, header
     )
     return rf"(?P<key>{key}{separator})(?:{value})"
 
@@ -294,8 +295,10 @@ def _has_generated_repr(value: object) -> bool:
     own ``__repr__`` is honoured (then scrubbed as text)."""
     if isinstance(value, type) or not dataclasses.is_dataclass(value):
         return False
-    # dataclasses wraps the __repr__ it generates (recursion guard).
-    return hasattr(type(value).__repr__, "__wrapped__")
+    # The generated __repr__ is wrapped in a recursion guard that lives in
+    # dataclasses (3.11) or reprlib (later versions); a class's own does not.
+    code = getattr(type(value).__repr__, "__code__", None)
+    return code is not None and code.co_filename.endswith(_GENERATED_REPR_FILES)
 
 
 def _int_repr(value: int) -> str:
