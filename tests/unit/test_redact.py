@@ -84,6 +84,8 @@ def test_a_secret_straddling_the_cut_is_redacted() -> None:
         ("GET /socket/websocket?auth_token=" + SECRET + " HTTP/1.1",
          "'GET /socket/websocket?auth_token=[REDACTED] HTTP/1.1'"),
         ("Authorization: Bearer " + SECRET, "'Authorization: [REDACTED]'"),
+        ("X-Api-Key: " + SECRET + "\r\nHost: a", "'X-Api-Key: [REDACTED]\\r\\nHost: a'"),
+        ("?Access-Token=" + SECRET, "'?Access-Token=[REDACTED]'"),
         ("session_id=" + SECRET + "; theme=dark", "'session_id=[REDACTED]; theme=dark'"),
     ],
 )
