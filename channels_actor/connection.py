@@ -95,6 +95,7 @@ class Connection:
             max_channels=config.max_channels_per_socket,
             max_topic_size=config.max_topic_size,
             redactor=config.redactor,
+            counters=endpoint.counters,
         )
         self._channels: dict[str, ChannelServerMixin] = {}
         self._lock = threading.Lock()

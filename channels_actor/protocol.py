@@ -38,6 +38,7 @@ from ._redact import redactor as default_redactor
 from .message import Message, Reply
 
 if TYPE_CHECKING:
+    from ._stats import Counters
     from .channel import Channel
     from .socket import SocketHandler
 
@@ -102,6 +103,7 @@ class ConnectionProtocol:
         max_channels: joins allowed at once on this connection.
         max_topic_size: UTF-8 bytes a joined topic may have.
         redactor: renders client values (topics, refs) in log lines.
+        counters: where refusals are counted (``joins_refused_topic_too_long``).
     """
 
     def __init__(
@@ -111,11 +113,13 @@ class ConnectionProtocol:
         max_channels: int = 100,
         max_topic_size: int = 1024,
         redactor: Redactor | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self._handler = handler
         self._max_channels = max_channels
         self._max_topic_size = max_topic_size
         self._redactor = redactor if redactor is not None else default_redactor()
+        self._counters = counters
         self._joined: dict[str, str | None] = {}
 
     @property
@@ -172,6 +176,8 @@ class ConnectionProtocol:
                 self._max_topic_size,
                 show(topic),
             )
+            if self._counters is not None:
+                self._counters.incr("joins_refused_topic_too_long")
             reason = {"reason": "topic too long"}
             return [SendReply(Reply(topic, "error", reason, message.ref, message.join_ref))]
         if topic in self._joined:

@@ -49,25 +49,25 @@ class LoggedSocket(SocketHandler):
 
 
 @pytest.fixture
-def port(request: pytest.FixtureRequest) -> Iterator[int]:
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[Endpoint, int]]:
     # max_buffer: the unmatched-topic reply echoes its 7 MiB topic back; this
     # test is about the logs, not about the outgoing buffer's bound.
     config = CONFIG.get(request.node.callspec.params["case"], {})
     endpoint = Endpoint(check_origin=False, max_buffer=16 * MIB, **config)
     endpoint.socket("/socket", LoggedSocket)
     server = endpoint.start("127.0.0.1", 0)
-    yield server.port
+    yield endpoint, server.port
     endpoint.stop()
 
 
-def _malformed_frame(port: int) -> str:
+def _malformed_frame(endpoint: Endpoint, port: int) -> str:
     client = Client(port)
     client.send('["1","1","room:a","phx_join",{"password":"' + SECRET + '","x":"' + "A" * MIB)
     assert client.wait_closed() == 1007
     return "malformed frame"
 
 
-def _unencodable_reply(port: int) -> str:
+def _unencodable_reply(endpoint: Endpoint, port: int) -> str:
     client = Client(port)
     try:
         assert client.join("room:b")[4]["status"] == "ok"
@@ -78,7 +78,7 @@ def _unencodable_reply(port: int) -> str:
     return "cannot be encoded"
 
 
-def _unroutable_topic(port: int) -> str:
+def _unroutable_topic(endpoint: Endpoint, port: int) -> str:
     client = Client(port)
     try:
         topic = "nowhere:" + "t" * (7 * MIB) + SECRET  # shown only if shown whole
@@ -90,17 +90,21 @@ def _unroutable_topic(port: int) -> str:
     return "the topic is not joined"
 
 
-def _megabyte_topic_join(port: int) -> str:
+def _megabyte_topic_join(endpoint: Endpoint, port: int) -> str:
     client = Client(port)
     try:
         reply = client.join("room:" + "m" * MIB + SECRET)
         assert reply[4] == {"status": "error", "response": {"reason": "topic too long"}}
+        assert reply[:3] == ["1", "1", "room:" + "m" * MIB + SECRET]  # phoenix.js routes it
+        # The connection still serves: a join of a sane topic works after it.
+        assert client.join("room:fine", ref="2")[4]["status"] == "ok"
+        assert endpoint.counters.get("joins_refused_topic_too_long") == 1
     finally:
         client.close()
     return "max_topic_size"
 
 
-def _joined_long_topic(port: int) -> str:
+def _joined_long_topic(endpoint: Endpoint, port: int) -> str:
     client = Client(port)
     try:
         assert client.join("room:" + "j" * MIB + SECRET)[4]["status"] == "ok"
@@ -109,7 +113,7 @@ def _joined_long_topic(port: int) -> str:
     return "JOINED"
 
 
-def _handle_info_default(port: int) -> str:
+def _handle_info_default(endpoint: Endpoint, port: int) -> str:
     client = Client(port)
     try:
         assert client.join("room:c")[4]["status"] == "ok"
@@ -123,13 +127,13 @@ def _handle_info_default(port: int) -> str:
     return "unexpected message in handle_info"
 
 
-def _connect_garbage(port: int) -> str:
+def _connect_garbage(endpoint: Endpoint, port: int) -> str:
     status, _, _ = http_get(port, "/socket/websocket?vsn=2.0.0&garbage=1", UPGRADE)
     assert status == 403
     return "connect() to return one of"
 
 
-CASES: dict[str, Callable[[int], str]] = {
+CASES: dict[str, Callable[[Endpoint, int], str]] = {
     "malformed frame": _malformed_frame,
     "unencodable reply": _unencodable_reply,
     "7 MiB unroutable topic": _unroutable_topic,
@@ -145,10 +149,10 @@ CONFIG: dict[str, dict[str, Any]] = {"JOINED line of a long topic": {"max_topic_
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_no_secret_and_no_huge_record_in_the_logs(
-    port: int, case: str, caplog: pytest.LogCaptureFixture
+    served: tuple[Endpoint, int], case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="channels_actor")
-    expected = CASES[case](port)
+    expected = CASES[case](*served)
     records = [r for r in caplog.records if r.name.startswith("channels_actor")]
     assert any(expected in r.getMessage() for r in records), f"no record says {expected!r}"
     formatter = logging.Formatter()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from channels_actor import Channel, Message, Reply, SocketHandler
+from channels_actor._stats import Counters
 from channels_actor.protocol import (
     ConnectionProtocol,
     DeliverToChannel,
@@ -127,7 +128,8 @@ def test_channel_exited_frees_the_topic() -> None:
 
 
 def test_join_of_a_topic_over_max_topic_size_is_refused(caplog: pytest.LogCaptureFixture) -> None:
-    p = ConnectionProtocol(Handler(), max_topic_size=16)
+    counters = Counters()
+    p = ConnectionProtocol(Handler(), max_topic_size=16, counters=counters)
     exact = "room:" + "x" * 11  # 16 bytes
     assert p.receive(join(exact)) == [StartChannel(A, join(exact))]
     long = "room:" + "x" * 12  # 17 bytes
@@ -137,6 +139,7 @@ def test_join_of_a_topic_over_max_topic_size_is_refused(caplog: pytest.LogCaptur
         ]
     assert p.topics == {exact: "1"}
     assert "17 bytes (max_topic_size 16)" in caplog.text
+    assert counters.get("joins_refused_topic_too_long") == 1
     # Never joined, so the topic's other events are the usual unmatched topic.
     assert p.receive(Message(long, "new_msg", {}, "3", "2")) == [
         SendReply(Reply(long, "error", {"reason": "unmatched topic"}, "3", None))
