@@ -211,7 +211,8 @@ class Connection:
         try:
             actor._start_actor_loop()  # type: ignore[attr-defined]
         except RuntimeError as exc:  # "can't start new thread": the process is at its limit
-            logger.error("Cannot start a channel for %r: %s", message.topic, exc)
+            show = self.endpoint.config.redactor.preview
+            logger.error("Cannot start a channel for %s: %s", show(message.topic), exc)
             del self._channels[message.topic]
             self._protocol.channel_exited(message.topic)
             runtime.supervisor.tell(ChannelExited(ref, ("error", exc), _NotStarted(), self.socket))
@@ -227,7 +228,8 @@ class Connection:
         try:
             actor.actor_ref.tell(message)
         except pykka.ActorDeadError:
-            logger.debug("%s ended before %r reached it", actor, message)
+            show = self.endpoint.config.redactor.preview
+            logger.debug("%s ended before %s reached it", actor, show(message))
 
     def _on_id_broadcast(self, broadcast: Broadcast) -> None:
         if broadcast.event == DISCONNECT:
