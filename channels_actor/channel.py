@@ -99,7 +99,8 @@ class Channel:
         """Handle anything told to ``socket.channel_ref`` or sent with ``send_after``.
 
         Return ``("noreply", socket)`` or ``("stop", reason, socket)``. The
-        default logs the message and keeps going.
+        default logs the message (a short preview, secret keys redacted) and
+        keeps going.
         """
         logger.warning(
             "%s received an unexpected message in handle_info: %s",

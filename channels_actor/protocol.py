@@ -145,14 +145,15 @@ class ConnectionProtocol:
         if topic in self._joined:
             current = self._joined[topic]
             if message.join_ref is not None and message.join_ref != current:
-                show = self._redactor.preview
-                logger.debug(
-                    "Ignoring %s on %s with stale join_ref %s (current %s)",
-                    show(event),
-                    show(topic),
-                    show(message.join_ref),
-                    show(current),
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    show = self._redactor.preview
+                    logger.debug(
+                        "Ignoring %s on %s with stale join_ref %s (current %s)",
+                        show(event),
+                        show(topic),
+                        show(message.join_ref),
+                        show(current),
+                    )
                 return []
             if event == PHX_LEAVE:
                 return [LeaveChannel(message)]

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from channels_actor import Endpoint
-from channels_actor._redact import PREVIEW_LIMIT, REDACTED, Redactor, preview, redactor
+from channels_actor import Socket
+from channels_actor._redact import (
+    PREVIEW_LIMIT,
+    REDACTED,
+    Redactor,
+    preview,
+    redactor,
+    redactor_for,
+)
 from channels_actor.errors import ConfigurationError
 
 SECRET = "SECRET_VALUE_42"
@@ -165,6 +173,14 @@ def test_endpoint_redact_keys_option() -> None:
         Endpoint(redact_keys="password")
     with pytest.raises(ConfigurationError, match="max_topic_size must be a positive int"):
         Endpoint(max_topic_size=0)
+
+
+def test_redactor_for_a_socket_uses_its_endpoint_and_never_fails() -> None:
+    endpoint = Endpoint(redact_keys=["ssn"])
+    assert redactor_for(Socket(endpoint=endpoint)).keys == ("ssn",)
+    assert redactor_for(Socket()) is redactor()
+    assert redactor_for(None) is redactor()
+    assert redactor_for(object()) is redactor()  # type: ignore[arg-type]
 
 
 def test_clip_keeps_text_readable() -> None:
