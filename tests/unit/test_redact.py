@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from channels_actor import Endpoint
-from channels_actor import Socket
+from channels_actor import Endpoint, Socket
 from channels_actor._redact import (
     PREVIEW_LIMIT,
     REDACTED,
