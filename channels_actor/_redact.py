@@ -282,14 +282,16 @@ def _text_pattern(words: tuple[str, ...]) -> str:
     # Each word may be spelled with "_", "-" or spaces between its letters.
     spelled = "|".join(r"[-_ ]?".join(map(re.escape, word)) for word in words)
     key = rf"(?:{spelled})[\w.-]*(?:\\?[\"'])?"
-    separator = r"\s*(?:=>|[:=])\s*"
+    # A bare "key:value" is not a pair ("session:lobby" is a topic): a colon
+    # needs a quoted key, a quoted value or a space after it ("Cookie: a").
+    separator = r"\s*(?:=>|=)\s*|(?<=[\"'])\s*:\s*|\s*:\s+|:(?=[\"'])"
     value = (
         r"\"(?:[^\"\\]|\\.)*(?:\"|\Z)"  # "double", possibly cut
         r"|'(?:[^'\\]|\\.)*(?:'|\Z)"  # 'single'
         r"|\\\"(?:(?!\\\")[\s\S])*(?:\\\"|\Z)"  # \"escaped\", JSON inside a string
         r"|(?:(?:bearer|basic|digest|token)\s+)?[^\s&,;})\]>\"'\\]*"  # bare: query, header
     )
-    return rf"(?P<key>{key}{separator})(?:{value})"
+    return rf"(?P<key>{key}(?:{separator}))(?:{value})"
 
 
 def _replace_text(match: re.Match[str]) -> str:

@@ -205,7 +205,9 @@ class Connection:
         ref = actor.actor_ref
         self._channels[message.topic] = actor
         # Watched before it runs, so its ChannelExited always finds it watched.
-        name = f"{action.channel.__name__}({message.topic})"
+        # The name is for log lines: the topic is cut to a preview.
+        topic_shown = self.endpoint.config.redactor.clip(message.topic)
+        name = f"{action.channel.__name__}({topic_shown})"
         runtime.children.add(WatchChannel(ref, actor, name))
         ref.tell(JoinChannel(message.payload, message.ref))
         try:

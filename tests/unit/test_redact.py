@@ -100,6 +100,14 @@ def test_query_strings_and_headers(text: str, expected: str) -> None:
     assert preview(text) == expected
 
 
+def test_a_colon_without_a_space_or_quote_is_not_a_pair() -> None:
+    # Phoenix topics use colons: "session:lobby" is a name, not a secret.
+    assert preview("session:lobby") == "'session:lobby'"
+    assert preview("token:" + SECRET) == f"'token:{SECRET}'"
+    for text in ["token: " + SECRET, 'token:"' + SECRET + '"', "'token':" + SECRET]:
+        assert SECRET not in preview(text), text
+
+
 def test_huge_values_are_cut_and_their_size_reported() -> None:
     assert preview("a" * 7 * 1024 * 1024) == "'" + "a" * (PREVIEW_LIMIT - 1) + "... (7340032 chars)"
     assert preview(b"\x00" * 100).endswith("... (100 bytes)")
