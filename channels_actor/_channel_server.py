@@ -47,6 +47,7 @@ from ._messages import (
     ShutdownChannel,
 )
 from ._pool import ActorPool, PooledActor
+from ._redact import redactor_for
 from .channel import check_payload
 from .errors import ChannelError
 from .message import Message, Reply
@@ -65,6 +66,9 @@ __all__ = ["ChannelServerMixin", "PooledChannelServer", "ThreadedChannelServer",
 logger = logging.getLogger("channels_actor.channel")
 
 _thread_counter = count(1)
+
+# Characters of an exception's message shown in a log line.
+_MESSAGE_LIMIT = 500
 
 
 def is_graceful(reason: Any) -> bool:
@@ -131,7 +135,14 @@ class ChannelServerMixin:
         if isinstance(message, GetSocket):
             return self._socket
         if self._exited:
-            logger.debug("%s on %r ended; dropped %r", self._owner, self._socket.topic, message)
+            if logger.isEnabledFor(logging.DEBUG):
+                show = redactor_for(self._socket).preview
+                logger.debug(
+                    "%s on %s ended; dropped %s",
+                    self._owner,
+                    show(self._socket.topic),
+                    show(message),
+                )
             return None
         shutdown = self._shutdown
         if shutdown is not None and (
@@ -182,12 +193,16 @@ class ChannelServerMixin:
             status = "ok" if isinstance(outcome, Joined) else "error"
             frame = self._encode_reply(message.ref, status, outcome.response, "join")
         except Exception as exc:
-            logger.error("%s.join(%r) crashed", self._owner, topic, exc_info=exc)
+            show = redactor_for(socket).preview
+            logger.error("%s.join(%s) crashed", self._owner, show(topic), exc_info=exc)
             self._reply(message.ref, "error", {"reason": "join crashed"})
             self._exit(("error", exc), send_frames=False)
             return
         if not isinstance(outcome, Joined):
-            logger.info("%s refused join of %r: %r", self._owner, topic, outcome.response)
+            show = redactor_for(socket).preview
+            logger.info(
+                "%s refused join of %s: %s", self._owner, show(topic), show(outcome.response)
+            )
             socket.connection.send(frame)
             self._exit("shutdown", send_frames=False)
             return
@@ -200,7 +215,7 @@ class ChannelServerMixin:
             serializer=socket.serializer,
         )
         self._subscribe()
-        logger.info("JOINED %s with %s", topic, self._owner)
+        logger.info("JOINED %s with %s", redactor_for(socket).clip(topic), self._owner)
         socket.connection.send(frame)
 
     def _subscribe(self) -> None:
@@ -251,7 +266,8 @@ class ChannelServerMixin:
 
     def _handle_info(self, message: Any) -> None:
         if self._channel is None:
-            logger.warning("%s got %r before join; dropped", self._owner, message)
+            show = redactor_for(self._socket).preview
+            logger.warning("%s got %s before join; dropped", self._owner, show(message))
             return
         outcome = normalize_handle_out(
             self._owner, self._channel.handle_info(message, self._socket), "handle_info"
@@ -263,7 +279,14 @@ class ChannelServerMixin:
     # ending -------------------------------------------------------------------
 
     def _crash(self, exc: BaseException) -> None:
-        logger.error("%s on %r crashed: %s", self._owner, self._socket.topic, exc, exc_info=exc)
+        redactor = redactor_for(self._socket)
+        logger.error(
+            "%s on %s crashed: %s",
+            self._owner,
+            redactor.preview(self._socket.topic),
+            redactor.clip(str(exc), _MESSAGE_LIMIT),
+            exc_info=exc,
+        )
         self._exit(("error", exc))
 
     def _exit(self, reason: Any, *, send_frames: bool = True) -> None:
@@ -300,9 +323,12 @@ class ChannelServerMixin:
                 Reply(socket.topic or "", status, payload, ref, socket.join_ref)
             )
         except (TypeError, ValueError) as exc:
+            # Bounded and redacted: the message is logged, and again in the traceback.
+            redactor = redactor_for(socket)
             msg = (
-                f"{self._owner}.{callback}() replied ({status!r}, {payload!r}), "
-                f"which cannot be encoded: {exc}"
+                f"{self._owner}.{callback}() replied ({redactor.preview(status)}, "
+                f"{redactor.preview(payload)}), which cannot be encoded: "
+                f"{redactor.clip(str(exc), _MESSAGE_LIMIT)}"
             )
             raise ChannelError(msg) from None
 
@@ -318,7 +344,14 @@ class ChannelServerMixin:
         try:
             frame = socket.serializer.encode(value)
         except (TypeError, ValueError) as exc:
-            logger.error("%s on %r: cannot encode %r: %s", self._owner, socket.topic, value, exc)
+            redactor = redactor_for(socket)
+            logger.error(
+                "%s on %s: cannot encode %s: %s",
+                self._owner,
+                redactor.preview(socket.topic),
+                redactor.preview(value),
+                redactor.clip(str(exc), _MESSAGE_LIMIT),
+            )
             return
         socket.connection.send(frame)
 

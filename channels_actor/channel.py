@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 
+from ._redact import preview, redactor_for
 from ._timer import TimerHandle, call_later
 from .errors import ChannelError
 from .message import Message, Reply
@@ -98,12 +99,13 @@ class Channel:
         """Handle anything told to ``socket.channel_ref`` or sent with ``send_after``.
 
         Return ``("noreply", socket)`` or ``("stop", reason, socket)``. The
-        default logs the message and keeps going.
+        default logs the message (a short preview, secret keys redacted) and
+        keeps going.
         """
         logger.warning(
-            "%s received an unexpected message in handle_info: %r",
+            "%s received an unexpected message in handle_info: %s",
             type(self).__name__,
-            message,
+            redactor_for(socket).preview(message),
         )
         return ("noreply", socket)
 
@@ -148,7 +150,8 @@ def _encode(serializer: Serializer, value: Message | Reply) -> Any:
     try:
         return serializer.encode(value)
     except (TypeError, ValueError) as exc:
-        msg = f"Cannot encode {value.__class__.__name__.lower()} for topic {value.topic!r}: {exc}"
+        topic = preview(value.topic)
+        msg = f"Cannot encode {value.__class__.__name__.lower()} for topic {topic}: {exc}"
         raise ChannelError(msg) from None
 
 
@@ -251,6 +254,6 @@ def send_after(ref: pykka.ActorRef[Any], message: Any, seconds: float) -> TimerH
         try:
             ref.tell(message)
         except pykka.ActorDeadError:
-            logger.debug("send_after: %s stopped before %r was due", ref, message)
+            logger.debug("send_after: %s stopped before %s was due", ref, preview(message))
 
     return call_later(seconds, deliver, ref)

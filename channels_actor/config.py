@@ -13,6 +13,7 @@ from ._constants import (
     DEFAULT_POOL_SIZE,
     DEFAULT_STOP_TIMEOUT,
 )
+from ._redact import DEFAULT_REDACT_KEYS, Redactor, redactor
 from .errors import ConfigurationError
 
 __all__ = ["EndpointConfig"]
@@ -51,6 +52,16 @@ class EndpointConfig:
             may hold in messages they have begun but not finished (64 MiB, at
             least ``max_frame_size``); the connection whose message would pass
             it is closed with 1013 (try again later), the others are untouched.
+        redact_keys: words that mark a key as secret in log lines and error
+            messages: the values of matching keys (in payloads, frames, query
+            strings, headers) are shown as ``[REDACTED]``. Matched
+            case-insensitively as substrings, ignoring ``_``, ``-`` and spaces
+            (``"token"`` also hides ``auth_token``). Giving a list replaces the
+            default, which is ``("password", "passwd", "secret", "token",
+            "authorization", "cookie", "api_key", "private_key", "credential",
+            "session")``.
+        max_topic_size: bytes (UTF-8) a topic may have; a longer ``phx_join``
+            is refused with ``{"reason": "topic too long"}`` (default 1 KiB).
     """
 
     check_origin: CheckOrigin = True
@@ -66,6 +77,15 @@ class EndpointConfig:
     handshake_threads: int = 4
     incomplete_message_timeout: float = 30.0
     max_incomplete_bytes: int = 64 * 1024 * 1024
+    redact_keys: tuple[str, ...] | list[str] = DEFAULT_REDACT_KEYS
+    # Phoenix's binary frames cap a topic at 255 bytes; text frames have no cap
+    # of their own, and a topic is held per join and shown in log lines.
+    max_topic_size: int = 1024
+
+    @property
+    def redactor(self) -> Redactor:
+        """Renders values for log lines with ``redact_keys`` hidden (built once)."""
+        return redactor(tuple(self.redact_keys))
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> EndpointConfig:
@@ -90,6 +110,7 @@ class EndpointConfig:
             "max_buffer",
             "handshake_threads",
             "max_incomplete_bytes",
+            "max_topic_size",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -105,6 +126,13 @@ class EndpointConfig:
                 f"Endpoint option max_incomplete_bytes ({self.max_incomplete_bytes}) is below "
                 f"max_frame_size ({self.max_frame_size}), so a message of max_frame_size could "
                 "never arrive; raise max_incomplete_bytes or lower max_frame_size"
+            )
+            raise ConfigurationError(msg)
+        keys = self.redact_keys
+        if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
+            msg = (
+                "Endpoint option redact_keys must be a list of key names such as "
+                f"['password', 'token'], got {keys!r}"
             )
             raise ConfigurationError(msg)
         origin = self.check_origin

@@ -89,8 +89,13 @@ class Connection:
         self.transport = transport
         self.socket = socket._replace(connection=self, transport=transport.name)
         assert socket.handler is not None
+        config = endpoint.config
         self._protocol = ConnectionProtocol(
-            socket.handler, max_channels=endpoint.config.max_channels_per_socket
+            socket.handler,
+            max_channels=config.max_channels_per_socket,
+            max_topic_size=config.max_topic_size,
+            redactor=config.redactor,
+            counters=endpoint.counters,
         )
         self._channels: dict[str, ChannelServerMixin] = {}
         self._lock = threading.Lock()
@@ -200,13 +205,16 @@ class Connection:
         ref = actor.actor_ref
         self._channels[message.topic] = actor
         # Watched before it runs, so its ChannelExited always finds it watched.
-        name = f"{action.channel.__name__}({message.topic})"
+        # The name is for log lines: the topic is cut to a preview.
+        topic_shown = self.endpoint.config.redactor.clip(message.topic)
+        name = f"{action.channel.__name__}({topic_shown})"
         runtime.children.add(WatchChannel(ref, actor, name))
         ref.tell(JoinChannel(message.payload, message.ref))
         try:
             actor._start_actor_loop()  # type: ignore[attr-defined]
         except RuntimeError as exc:  # "can't start new thread": the process is at its limit
-            logger.error("Cannot start a channel for %r: %s", message.topic, exc)
+            show = self.endpoint.config.redactor.preview
+            logger.error("Cannot start a channel for %s: %s", show(message.topic), exc)
             del self._channels[message.topic]
             self._protocol.channel_exited(message.topic)
             runtime.supervisor.tell(ChannelExited(ref, ("error", exc), _NotStarted(), self.socket))
@@ -222,7 +230,8 @@ class Connection:
         try:
             actor.actor_ref.tell(message)
         except pykka.ActorDeadError:
-            logger.debug("%s ended before %r reached it", actor, message)
+            show = self.endpoint.config.redactor.preview
+            logger.debug("%s ended before %s reached it", actor, show(message))
 
     def _on_id_broadcast(self, broadcast: Broadcast) -> None:
         if broadcast.event == DISCONNECT:

@@ -159,9 +159,9 @@ class Endpoint:
             case _:
                 logger.error(
                     'Expected %s.connect() to return one of:\n  ("ok", socket)\n'
-                    '  ("error", reply_map)\n  "error"\ngot: %r; refusing the connection',
+                    '  ("error", reply_map)\n  "error"\ngot: %s; refusing the connection',
                     owner,
-                    result,
+                    self.config.redactor.preview(result),
                 )
                 return Refused()
         try:
@@ -170,7 +170,11 @@ class Endpoint:
             logger.exception("%s.id raised; refusing the connection", owner)
             return Refused()
         if socket_id is not None and not isinstance(socket_id, str):
-            logger.error("Expected %s.id() to return a str or None, got %r", owner, socket_id)
+            logger.error(
+                "Expected %s.id() to return a str or None, got %s",
+                owner,
+                self.config.redactor.preview(socket_id),
+            )
             return Refused()
         return socket._replace(
             id=socket_id, endpoint=self, handler=handler, serializer=serializer, pubsub=self.pubsub

@@ -14,6 +14,9 @@ has joined (or is joining). The rules, in Phoenix's order:
 - ``heartbeat`` on topic ``phoenix`` is answered ok, joined or not;
 - ``phx_join`` of a topic already joined shuts the old channel down with
   ``("shutdown", "duplicate_join")`` and joins again;
+- ``phx_join`` of a topic longer than ``max_topic_size`` bytes is refused
+  ``topic too long``; it is never joined, so other events on it get
+  ``unmatched topic``;
 - ``phx_join`` with no route is refused ``unmatched topic`` (join_ref null);
   past ``max_channels`` it is refused ``too many channels joined``;
 - a message for a joined topic with a non-null ``join_ref`` other than the
@@ -30,9 +33,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
 from ._constants import HEARTBEAT, HEARTBEAT_TOPIC, PHX_JOIN, PHX_LEAVE
+from ._redact import Redactor
+from ._redact import redactor as default_redactor
 from .message import Message, Reply
 
 if TYPE_CHECKING:
+    from ._stats import Counters
     from .channel import Channel
     from .socket import SocketHandler
 
@@ -95,11 +101,25 @@ class ConnectionProtocol:
     Args:
         handler: routes topics to channel classes (``channel_for``).
         max_channels: joins allowed at once on this connection.
+        max_topic_size: UTF-8 bytes a joined topic may have.
+        redactor: renders client values (topics, refs) in log lines.
+        counters: where refusals are counted (``joins_refused_topic_too_long``).
     """
 
-    def __init__(self, handler: SocketHandler, *, max_channels: int = 100) -> None:
+    def __init__(
+        self,
+        handler: SocketHandler,
+        *,
+        max_channels: int = 100,
+        max_topic_size: int = 1024,
+        redactor: Redactor | None = None,
+        counters: Counters | None = None,
+    ) -> None:
         self._handler = handler
         self._max_channels = max_channels
+        self._max_topic_size = max_topic_size
+        self._redactor = redactor if redactor is not None else default_redactor()
+        self._counters = counters
         self._joined: dict[str, str | None] = {}
 
     @property
@@ -125,34 +145,51 @@ class ConnectionProtocol:
         if topic in self._joined:
             current = self._joined[topic]
             if message.join_ref is not None and message.join_ref != current:
-                logger.debug(
-                    "Ignoring %r on %r with stale join_ref %r (current %r)",
-                    event,
-                    topic,
-                    message.join_ref,
-                    current,
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    show = self._redactor.preview
+                    logger.debug(
+                        "Ignoring %s on %s with stale join_ref %s (current %s)",
+                        show(event),
+                        show(topic),
+                        show(message.join_ref),
+                        show(current),
+                    )
                 return []
             if event == PHX_LEAVE:
                 return [LeaveChannel(message)]
             return [DeliverToChannel(message)]
         if event == PHX_LEAVE:
             return [SendReply(Reply(topic, "ok", {}, message.ref, message.join_ref))]
-        logger.debug("Ignoring %r on %r: the topic is not joined", event, topic)
+        if logger.isEnabledFor(logging.DEBUG):
+            show = self._redactor.preview
+            logger.debug("Ignoring %s on %s: the topic is not joined", show(event), show(topic))
         return [SendReply(Reply(topic, "error", {"reason": "unmatched topic"}, message.ref, None))]
 
     def _join(self, message: Message, channel: type[Channel] | None) -> list[Action]:
         actions: list[Action] = []
         topic = message.topic
+        show = self._redactor.preview
+        size = _utf8_size(topic, self._max_topic_size)
+        if size is not None:
+            logger.warning(
+                "Refusing join of a topic of %d bytes (max_topic_size %d): %s",
+                size,
+                self._max_topic_size,
+                show(topic),
+            )
+            if self._counters is not None:
+                self._counters.incr("joins_refused_topic_too_long")
+            reason = {"reason": "topic too long"}
+            return [SendReply(Reply(topic, "error", reason, message.ref, message.join_ref))]
         if topic in self._joined:
-            logger.debug("Duplicate join of %r: shutting the earlier join down", topic)
+            logger.debug("Duplicate join of %s: shutting the earlier join down", show(topic))
             actions.append(ShutdownDuplicate(topic, self._joined.pop(topic)))
         if channel is None:
             channel = self._handler.channel_for(topic)
         if channel is None:
             logger.warning(
-                "Ignoring join of %r: no channel found in %s.channels",
-                topic,
+                "Ignoring join of %s: no channel found in %s.channels",
+                show(topic),
                 type(self._handler).__name__,
             )
             actions.append(
@@ -161,9 +198,9 @@ class ConnectionProtocol:
             return actions
         if len(self._joined) >= self._max_channels:
             logger.error(
-                "Refusing join of %r: %d channels already joined on this connection "
+                "Refusing join of %s: %d channels already joined on this connection "
                 "(max_channels_per_socket)",
-                topic,
+                show(topic),
                 len(self._joined),
             )
             reply = Reply(
@@ -186,3 +223,11 @@ class ConnectionProtocol:
         topic (an old channel replaced by a duplicate join is not).
         """
         self._joined.pop(topic, None)
+
+
+def _utf8_size(text: str, limit: int) -> int | None:
+    """The UTF-8 size of ``text`` when it is over ``limit`` bytes, else None."""
+    if len(text) * 4 <= limit:  # no character takes more than 4 bytes
+        return None
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return size if size > limit else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple, Union
 
+from ._redact import preview
 from .errors import CallbackReturnError
 from .socket import Socket
 
@@ -84,13 +85,18 @@ class Stop(NamedTuple):
     reply: tuple[str, Payload] | None = None
 
 
+# Enough of a wrong result to see what is wrong with it, but bounded: it is logged.
+_GOT_LIMIT = 300
+
+
 def _fail(
     owner: str, callback: str, forms: tuple[str, ...], got: Any, why: str = ""
 ) -> CallbackReturnError:
     lines = "\n".join(f"  {form}" for form in forms)
     extra = f"\n{why}" if why else ""
+    shown = preview(got, _GOT_LIMIT)
     return CallbackReturnError(
-        f"Expected {owner}.{callback}() to return one of:\n{lines}\ngot: {got!r}{extra}"
+        f"Expected {owner}.{callback}() to return one of:\n{lines}\ngot: {shown}{extra}"
     )
 
 

@@ -55,15 +55,16 @@ def decide_upgrade(endpoint: Endpoint, mount: Mount, request: Request) -> Accept
     vsn = params.get("vsn", "1.0.0")
     serializer = for_vsn(vsn)
     if serializer is None:
-        logger.warning("Refusing connection to %s: unsupported vsn %r", mount.path, vsn)
-        return Rejected(403, f"Unsupported serializer version vsn={vsn!r}: use 1.0.0 or 2.0.0")
+        shown = endpoint.config.redactor.preview(vsn)
+        logger.warning("Refusing connection to %s: unsupported vsn %s", mount.path, shown)
+        return Rejected(403, f"Unsupported serializer version vsn={shown}: use 1.0.0 or 2.0.0")
     check = mount.options.get("check_origin", endpoint.config.check_origin)
     origin = request.header("origin")
     if not origin_allowed(origin, check, request.header("host")):
         logger.error(
             "Could not check origin for Phoenix.Socket transport. Origin of the request: %s. "
             "Allow it with Endpoint(check_origin=[...]) or the socket's check_origin option.",
-            origin,
+            endpoint.config.redactor.preview(origin),
         )
         return Rejected(403, "Origin not allowed")
     token, token_sent = auth_token(request)

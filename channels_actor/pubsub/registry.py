@@ -38,6 +38,7 @@ import pykka
 
 from .._messages import DispatchOut
 from .._pool import ServiceActor, handle_envelope
+from .._redact import preview
 from ..transports.frames import SharedFrame, SharedFrames
 
 if TYPE_CHECKING:
@@ -219,9 +220,9 @@ class _Run:
             frame: SharedFrame | None = SharedFrame(serializer.fastlane(broadcast))
         except Exception:
             logger.exception(
-                "Encoding %r on %r with %r failed; its subscribers miss it",
-                broadcast.event,
-                broadcast.topic,
+                "Encoding %s on %s with %r failed; its subscribers miss it",
+                preview(broadcast.event),
+                preview(broadcast.topic),
                 serializer,
             )
             frame = None
@@ -455,8 +456,8 @@ class Registry(ServiceActor):
             pass  # the channel ended; its UnsubscribeAll is on its way
         except Exception:
             logger.exception(
-                "Delivering %r on %r to subscriber %r failed",
-                dispatch_out.broadcast.event,
-                dispatch_out.broadcast.topic,
-                sub.key,
+                "Delivering %s on %s to subscriber %s failed",
+                preview(dispatch_out.broadcast.event),
+                preview(dispatch_out.broadcast.topic),
+                preview(sub.key),
             )

@@ -16,7 +16,16 @@ import orjson
 from ..errors import InvalidMessageError
 from ..message import Broadcast, Message, Reply
 
-__all__ = ["Frame", "Serializer", "decode_json", "encode_json", "encode_payload", "text_field"]
+__all__ = [
+    "Frame",
+    "Serializer",
+    "decode_json",
+    "encode_json",
+    "encode_payload",
+    "frame_of",
+    "shape_of",
+    "text_field",
+]
 
 Frame = Union[str, bytes, Message, Reply]
 
@@ -30,6 +39,9 @@ class Serializer(Protocol):
     subscriber, so it should be as cheap as a splice of ``encoded_payload``.
     Encoding raises ``TypeError`` or ``ValueError`` for an unserializable
     payload; decoding raises :class:`InvalidMessageError` for a malformed frame.
+    Error messages describe the value's shape and size (:func:`shape_of`),
+    never its content: they end up in log lines, and a frame may carry
+    credentials or megabytes.
     """
 
     vsn: str
@@ -51,7 +63,8 @@ def decode_json(data: str | bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        msg = f"Expected a JSON frame, got {_preview(data)!r}: {exc}"
+        # orjson's message gives the position, not the text.
+        msg = f"Expected a JSON frame, got {frame_of(data)} that is not JSON: {exc}"
         raise InvalidMessageError(msg) from None
 
 
@@ -66,8 +79,7 @@ def encode_payload(payload: Any) -> bytes:
         return payload
     if type(payload) is not dict and not isinstance(payload, Mapping):
         msg = (
-            "Expected the message payload to be a mapping (dict) or bytes, "
-            f"got {type(payload).__name__}: {_preview(payload)!r}"
+            f"Expected the message payload to be a mapping (dict) or bytes, got {shape_of(payload)}"
         )
         raise TypeError(msg)
     try:
@@ -75,7 +87,7 @@ def encode_payload(payload: Any) -> bytes:
             payload if isinstance(payload, dict) else dict(payload), option=_OPTIONS
         )
     except TypeError as exc:
-        msg = f"Cannot serialize the message payload to JSON ({exc}): {_preview(payload)!r}"
+        msg = f"Cannot serialize the message payload to JSON ({exc}): {shape_of(payload)}"
         raise TypeError(msg) from None
 
 
@@ -85,10 +97,34 @@ def text_field(value: object, what: str, data: object, *, nullable: bool = False
     if isinstance(value, str) or (nullable and value is None):
         return value
     kind = "a string or null" if nullable else "a string"
-    msg = f"Expected {what} to be {kind}, got {_preview(value)} in {_preview(data)}"
+    msg = f"Expected {what} to be {kind}, got {shape_of(value)} (in {frame_of(data)})"
     raise InvalidMessageError(msg)
 
 
-def _preview(value: Any, limit: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+def frame_of(data: object) -> str:
+    """``a text frame of N characters`` or ``a binary frame of N bytes``."""
+    if isinstance(data, str):
+        return f"a text frame of {len(data)} characters"
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return f"a binary frame of {len(data)} bytes"
+    return shape_of(data)
+
+
+def shape_of(value: object) -> str:
+    """What ``value`` is and how big, without its content: ``a dict of 3 keys``,
+    ``a string of 7340032 characters``, ``12 bytes``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"a number ({type(value).__name__})"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"{len(value)} bytes"
+    if isinstance(value, Mapping):
+        return f"a {type(value).__name__} of {len(value)} keys"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"

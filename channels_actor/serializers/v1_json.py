@@ -13,7 +13,7 @@ from typing import Any
 from .._constants import PHX_REPLY
 from ..errors import InvalidMessageError
 from ..message import Broadcast, Message, Reply
-from .base import _preview, decode_json, encode_json, encode_payload, text_field
+from .base import decode_json, encode_json, encode_payload, frame_of, shape_of, text_field
 
 __all__ = ["V1JSONSerializer"]
 
@@ -54,7 +54,7 @@ class V1JSONSerializer:
         if not isinstance(data, str):
             msg = (
                 f"Expected a V1 text frame {_SHAPE}; V1 has no binary frames "
-                f"(connect with vsn=2.0.0 to send binary), got {_preview(data)}"
+                f"(connect with vsn=2.0.0 to send binary), got {frame_of(data)}"
             )
             raise InvalidMessageError(msg)
         frame = _require_object(decode_json(data), data)
@@ -84,7 +84,7 @@ def _encode_reply(reply: Reply) -> str:
     try:
         return encode_json(frame).decode()
     except TypeError as exc:
-        msg = f"Cannot serialize the reply payload to JSON ({exc}): {_preview(reply.payload)}"
+        msg = f"Cannot serialize the reply payload to JSON ({exc}): {shape_of(reply.payload)}"
         raise TypeError(msg) from None
 
 
@@ -101,14 +101,14 @@ def _refuse_bytes(payload: object, what: str) -> None:
 def _require_object(frame: object, data: str) -> dict[str, Any]:
     """Check the frame has the keys ``Phoenix.Socket.Message.from_map!`` needs."""
     if not isinstance(frame, dict):
-        msg = f"Expected a V1 text frame, a JSON object {_SHAPE}, got {_preview(data)}"
+        msg = f"Expected a V1 text frame, a JSON object {_SHAPE}, got {shape_of(frame)}"
         raise InvalidMessageError(msg)
     missing = [key for key in _REQUIRED_KEYS if key not in frame]
     if missing:
         names = ", ".join(map(repr, missing))
         msg = (
             f"Expected a V1 text frame, a JSON object {_SHAPE}, "
-            f"but it lacks {names}: {_preview(data)}"
+            f"but it lacks {names} (got {shape_of(frame)} in {frame_of(data)})"
         )
         raise InvalidMessageError(msg)
     return frame

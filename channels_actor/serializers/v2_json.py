@@ -17,7 +17,7 @@ from typing import Any
 from .._constants import PHX_REPLY
 from ..errors import InvalidMessageError
 from ..message import Broadcast, Message, Reply
-from .base import _preview, decode_json, encode_json, encode_payload, text_field
+from .base import decode_json, encode_json, encode_payload, frame_of, shape_of, text_field
 
 __all__ = ["V2JSONSerializer"]
 
@@ -89,7 +89,7 @@ def _encode_reply(reply: Reply) -> str | bytes:
     try:
         return encode_json(frame).decode()
     except TypeError as exc:
-        msg = f"Cannot serialize the reply payload to JSON ({exc}): {_preview(reply.payload)}"
+        msg = f"Cannot serialize the reply payload to JSON ({exc}): {shape_of(reply.payload)}"
         raise TypeError(msg) from None
 
 
@@ -123,7 +123,7 @@ def _field(value: str, name: str) -> bytes:
     if len(raw) > _MAX_FIELD_BYTES:
         msg = (
             f"Cannot put the {name} in a V2 binary frame: it must be at most "
-            f"{_MAX_FIELD_BYTES} bytes (UTF-8), got {len(raw)} bytes: {_preview(value)}"
+            f"{_MAX_FIELD_BYTES} bytes (UTF-8), got {len(raw)} bytes"
         )
         raise ValueError(msg)
     return raw
@@ -134,7 +134,7 @@ def _decode_text(data: str) -> Message:
     if not isinstance(frame, list) or len(frame) < _TEXT_FIELDS:
         msg = (
             f"Expected a V2 text frame {_TEXT_SHAPE} (a JSON array of at least "
-            f"{_TEXT_FIELDS} elements), got {_preview(data)}"
+            f"{_TEXT_FIELDS} elements), got {shape_of(frame)} (in {frame_of(data)})"
         )
         raise InvalidMessageError(msg)
     join_ref, ref, topic, event, payload = frame[:_TEXT_FIELDS]
@@ -160,7 +160,7 @@ def _binary_input(data: object) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     kind = type(data).__name__
-    msg = f"Expected a V2 frame as str (text) or bytes (binary), got {kind}: {_preview(data)}"
+    msg = f"Expected a V2 frame as str (text) or bytes (binary), got {kind}"
     raise InvalidMessageError(msg)
 
 
@@ -182,15 +182,15 @@ def _push_header(data: bytes) -> tuple[bytes, int]:
     if not data or data[0] != _PUSH:
         kind = f"kind {data[0]}" if data else "an empty frame"
         msg = (
-            f"Expected a V2 binary push frame (kind {_PUSH}) from the client, got {kind}: "
-            f"{_preview(data)} (kinds {_REPLY} and {_BROADCAST} only go from server to client)"
+            f"Expected a V2 binary push frame (kind {_PUSH}) from the client, got {kind} "
+            f"({len(data)} bytes; kinds {_REPLY} and {_BROADCAST} only go from server to client)"
         )
         raise InvalidMessageError(msg)
     if len(data) < _CLIENT_PUSH_HEADER:
         msg = (
             f"Expected a V2 binary push frame with {_CLIENT_PUSH_HEADER} header bytes "
             "(kind, join_ref size, ref size, topic size, event size), "
-            f"got {len(data)} bytes: {_preview(data)}"
+            f"got {len(data)} bytes"
         )
         raise InvalidMessageError(msg)
     sizes = data[1:_CLIENT_PUSH_HEADER]
@@ -199,7 +199,7 @@ def _push_header(data: bytes) -> tuple[bytes, int]:
         msg = (
             f"Expected a V2 binary push frame of at least {end} bytes (join_ref {sizes[0]}, "
             f"ref {sizes[1]}, topic {sizes[2]}, event {sizes[3]} bytes), "
-            f"got {len(data)} bytes: {_preview(data)}"
+            f"got {len(data)} bytes"
         )
         raise InvalidMessageError(msg)
     return sizes, end
@@ -217,7 +217,7 @@ def _split_fields(data: bytes, sizes: bytes) -> list[str]:
         except UnicodeDecodeError as exc:
             msg = (
                 f"Expected the {name} of a V2 binary push frame to be UTF-8, "
-                f"got {_preview(raw)} ({exc.reason})"
+                f"got {len(raw)} bytes that are not ({exc.reason} at byte {exc.start})"
             )
             raise InvalidMessageError(msg) from None
     return fields

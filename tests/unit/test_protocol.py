@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from channels_actor import Channel, Message, Reply, SocketHandler
+from channels_actor._stats import Counters
 from channels_actor.protocol import (
     ConnectionProtocol,
     DeliverToChannel,
@@ -125,9 +127,58 @@ def test_channel_exited_frees_the_topic() -> None:
     p.channel_exited("room:1")  # idempotent
 
 
+def test_join_of_a_topic_over_max_topic_size_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    counters = Counters()
+    p = ConnectionProtocol(Handler(), max_topic_size=16, counters=counters)
+    exact = "room:" + "x" * 11  # 16 bytes
+    assert p.receive(join(exact)) == [StartChannel(A, join(exact))]
+    long = "room:" + "x" * 12  # 17 bytes
+    with caplog.at_level(logging.WARNING, logger="channels_actor.protocol"):
+        assert p.receive(join(long, "2", "2")) == [
+            SendReply(Reply(long, "error", {"reason": "topic too long"}, "2", "2"))
+        ]
+    assert p.topics == {exact: "1"}
+    assert "17 bytes (max_topic_size 16)" in caplog.text
+    assert counters.get("joins_refused_topic_too_long") == 1
+    # Never joined, so the topic's other events are the usual unmatched topic.
+    assert p.receive(Message(long, "new_msg", {}, "3", "2")) == [
+        SendReply(Reply(long, "error", {"reason": "unmatched topic"}, "3", None))
+    ]
+
+
+def test_max_topic_size_counts_utf8_bytes() -> None:
+    p = ConnectionProtocol(Handler(), max_topic_size=16)
+    wide = "room:" + "\u00e9" * 6  # 11 characters, 17 bytes
+    assert p.receive(join(wide))[0] == SendReply(
+        Reply(wide, "error", {"reason": "topic too long"}, "1", "1")
+    )
+    lone = "room:" + "\ud800" * 4  # a lone surrogate from JSON: 3 bytes each, counted, no crash
+    assert p.receive(join(lone)) == [
+        SendReply(Reply(lone, "error", {"reason": "topic too long"}, "1", "1"))
+    ]
+
+
+def test_default_max_topic_size_is_1_kib_and_the_log_line_is_bounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    p = proto()
+    ok = "room:" + "x" * (1024 - 5)
+    assert p.receive(join(ok)) == [StartChannel(A, join(ok))]
+    huge = "room:" + "token=SECRET" + "x" * 1_000_000
+    with caplog.at_level(logging.DEBUG, logger="channels_actor.protocol"):
+        [action] = p.receive(join(huge, "2", "2"))
+        p.receive(Message(huge, "new_msg", {}, "3", None))
+    assert isinstance(action, SendReply) and action.reply.payload == {"reason": "topic too long"}
+    assert len(caplog.records) == 2
+    for record in caplog.records:
+        assert len(record.getMessage()) < 300
+        assert "SECRET" not in record.getMessage()
+    assert "(1000017 chars)" in caplog.records[0].getMessage()
+
+
 @pytest.mark.parametrize("module", ["protocol.py", "serializers/base.py", "serializers/v1_json.py",
                                     "serializers/v2_json.py", "serializers/noop.py", "message.py",
-                                    "results.py"])
+                                    "results.py", "_redact.py"])
 def test_sans_io_modules_import_no_io(module: str) -> None:
     source = (Path(__file__).parents[2] / "channels_actor" / module).read_text()
     imported: set[str] = set()
