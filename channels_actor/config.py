@@ -24,6 +24,33 @@ CheckOrigin = Union[bool, list[str], tuple[str, ...], Callable[[str], bool]]
 class EndpointConfig:
     """What ``Endpoint(**config)`` accepts. Durations are float seconds.
 
+    Slow clients, fast publishers and large messages:
+
+    * A single message may be as large as ``max_frame_size`` in either
+      direction. A bigger outgoing one is refused where it is sent:
+      ``push`` and ``reply`` raise ``ChannelError``, a broadcast raises
+      ``BroadcastError``. One large message never makes a client "slow",
+      however long it takes to read it.
+    * A client is slow when what waits for it *beyond the message being
+      written* passes ``max_buffer``, or when it has bytes waiting and takes
+      none for ``write_timeout``. It is closed with 1008 and the reason
+      "outgoing buffer full" or "stopped reading" (phoenix.js sees the code,
+      so it can tell this from a network failure), logged once and counted
+      as ``slow_consumer_closed``. Memory per connection is therefore at
+      most ``max_buffer`` plus the frames being written.
+    * A fast publisher is slowed down, not its subscribers: when the
+      PubSub registry has more than ``publish_queue_high`` broadcasts
+      queued, or a client has more than a quarter of ``max_buffer``
+      waiting, the server stops reading from the connections whose
+      channels broadcast, until the queue is under ``publish_queue_low``
+      and every client is under a sixteenth of ``max_buffer``. TCP then
+      slows those clients down; nothing they send is lost. Counted as
+      ``backpressure_pauses`` and ``backpressure_paused_seconds``; paused
+      time is not client silence. ``Endpoint.broadcast`` from application
+      threads is not slowed: its subscribers are protected only by the
+      ``max_buffer`` bound above. A client that stopped reading holds
+      publishers back until it is closed, at most ``write_timeout``.
+
     Attributes:
         check_origin: ``False`` (allow any), ``True`` (the request's own host),
             a list of origins (``"https://a.com"``, ``"//*.b.com"``) or a
@@ -38,9 +65,14 @@ class EndpointConfig:
         stop_timeout: how long ``stop()`` waits for channels to terminate.
         compress: accept permessage-deflate when a client offers it (off, as
             in Phoenix: it costs ~92 KiB and twice the CPU per connection).
-        max_buffer: bytes a connection may have waiting to be written; past
-            it the client is considered stuck and is closed with 1008.
+        max_buffer: bytes a connection may have waiting to be written beyond
+            the message being written; past it the client is closed with 1008.
         handshake_threads: threads reading HTTP requests and running ``connect``.
+        write_timeout: seconds a client with bytes waiting may take none of
+            them before it is closed with 1008 "stopped reading" (30 s).
+        publish_queue_high: broadcasts queued in the PubSub registry past
+            which connections that publish stop being read (1024).
+        publish_queue_low: queued broadcasts under which they are read again (256).
     """
 
     check_origin: CheckOrigin = True
@@ -54,6 +86,9 @@ class EndpointConfig:
     compress: bool = False
     max_buffer: int = 1024 * 1024
     handshake_threads: int = 4
+    write_timeout: float = 30.0
+    publish_queue_high: int = 1024
+    publish_queue_low: int = 256
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> EndpointConfig:
@@ -77,12 +112,20 @@ class EndpointConfig:
             "pool_size",
             "max_buffer",
             "handshake_threads",
+            "publish_queue_high",
+            "publish_queue_low",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 msg = f"Endpoint option {name} must be a positive int, got {value!r}"
                 raise ConfigurationError(msg)
-        for name in ("heartbeat_timeout", "stop_timeout"):
+        if self.publish_queue_low > self.publish_queue_high:
+            msg = (
+                f"Endpoint option publish_queue_low ({self.publish_queue_low}) must not exceed "
+                f"publish_queue_high ({self.publish_queue_high})"
+            )
+            raise ConfigurationError(msg)
+        for name in ("heartbeat_timeout", "stop_timeout", "write_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 msg = f"Endpoint option {name} must be positive seconds (float), got {value!r}"
