@@ -10,8 +10,11 @@ the subscribers, reading as fast as they can, look like clients that
 stopped reading. Phoenix has the same shape; there the publisher's process
 is slowed by the mailbox of the PubSub. Here the slowing is explicit:
 
-* **Pressure** is on while the registry's inbox holds more than
-  ``publish_queue_high`` messages, or while any connection has more than a
+* **Pressure** is on while more than ``publish_queue_high`` broadcasts
+  wait to be fanned out: in the registry's inbox, plus the client messages
+  waiting in the publishing channels' mailboxes (each may broadcast; a
+  client that floods is read ahead of its channel). Or while any
+  connection has more than a
   quarter of its ``max_buffer`` waiting (beyond the chunk being written; it
   counts itself as *congested* until it is back under a sixteenth).
 * **Publishers** are the connections whose channels have broadcast
@@ -21,7 +24,7 @@ is slowed by the mailbox of the PubSub. Here the slowing is explicit:
   clients down. Nothing they sent is lost; it is read later. The time they
   are paused does not count as client silence for the heartbeat timeout.
 * **Resume**: the reactor looks again every ``check_interval`` while paused
-  and resumes every publisher once the inbox is under
+  and resumes every publisher once that queued work is under
   ``publish_queue_low`` and no connection is congested.
 * Publishers that are not connections (``Endpoint.broadcast`` from a thread
   of the application) are not slowed: the hard per-connection bound
@@ -79,7 +82,7 @@ class FlowControl:
         *,
         queue_high: int,
         queue_low: int,
-        check_interval: float = 0.005,
+        check_interval: float = 0.001,
     ) -> None:
         self._reactor = reactor
         self.counters = counters
@@ -88,7 +91,8 @@ class FlowControl:
         self._queue_low = queue_low
         self._interval = check_interval
         self._lock = threading.Lock()
-        self._publishers: set[Pausable] = set()
+        # each publisher with the mailbox depth of the channel that last broadcast
+        self._publishers: dict[Pausable, Callable[[], int]] = {}
         self._congested = 0
         self._paused_since: float | None = None
 
@@ -99,17 +103,22 @@ class FlowControl:
 
     # any thread ---------------------------------------------------------------
 
-    def published(self, publisher: Pausable) -> None:
-        """``publisher``'s channel has just broadcast: remember it, pause if pressured."""
-        if publisher not in self._publishers:
+    def published(self, publisher: Pausable, backlog: Callable[[], int]) -> None:
+        """``publisher``'s channel has just broadcast: remember it, pause if pressured.
+
+        ``backlog`` says how many of the publisher's messages its channel
+        has yet to handle.
+        """
+        if self._publishers.get(publisher) != backlog:  # a bound method: equal, not identical
             with self._lock:
-                self._publishers.add(publisher)
+                new = publisher not in self._publishers
+                self._publishers[publisher] = backlog
                 paused = self._paused_since is not None
-            if paused:
+            if new and paused:
                 self._reactor.call_soon(publisher.pause_reading)
                 return
         if self._paused_since is None and (
-            self._congested or self._queue_depth() > self._queue_high
+            self._congested or self._queue_depth() + backlog() > self._queue_high
         ):
             self._pause()
 
@@ -128,7 +137,7 @@ class FlowControl:
     def forget(self, publisher: Pausable) -> None:
         """``publisher`` closed."""
         with self._lock:
-            self._publishers.discard(publisher)
+            self._publishers.pop(publisher, None)
 
     # the pause ------------------------------------------------------------------
 
@@ -143,9 +152,14 @@ class FlowControl:
             self._reactor.call_soon(publisher.pause_reading)
         self._reactor.call_later(self._interval, self._check)
 
+    def _queued(self) -> int:
+        with self._lock:
+            backlogs = list(self._publishers.values())
+        return self._queue_depth() + sum(backlog() for backlog in backlogs)
+
     def _check(self) -> None:
         """Reactor thread: resume when the pressure is gone, else look again later."""
-        if self._congested or self._queue_depth() >= self._queue_low:
+        if self._congested or self._queued() >= self._queue_low:
             self._reactor.call_later(self._interval, self._check)
             return
         with self._lock:

@@ -170,10 +170,16 @@ def _check_size(frame: Any, connection: Any, what: str) -> None:
 
 
 def _published(socket: Socket) -> None:
-    """Tell the connection's transport that its channel publishes (flow control)."""
+    """Tell the connection's transport that its channel publishes (flow control).
+
+    With the channel's mailbox: what the client sent that is not handled
+    yet will be published too, so it counts as queued work.
+    """
     published = getattr(getattr(socket.connection, "transport", None), "published", None)
-    if published is not None:
-        published()
+    ref = socket.channel_ref
+    if published is not None and ref is not None:
+        inbox: Any = ref.actor_inbox  # a queue.Queue, or the pool's mailbox with the same qsize
+        published(inbox.qsize)
 
 
 def push(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None:

@@ -71,8 +71,8 @@ class EndpointConfig:
         write_timeout: seconds a client with bytes waiting may take none of
             them before it is closed with 1008 "stopped reading" (30 s).
         publish_queue_high: broadcasts queued in the PubSub registry past
-            which connections that publish stop being read (1024).
-        publish_queue_low: queued broadcasts under which they are read again (256).
+            which connections that publish stop being read (64).
+        publish_queue_low: queued broadcasts under which they are read again (16).
     """
 
     check_origin: CheckOrigin = True
@@ -87,8 +87,8 @@ class EndpointConfig:
     max_buffer: int = 1024 * 1024
     handshake_threads: int = 4
     write_timeout: float = 30.0
-    publish_queue_high: int = 1024
-    publish_queue_low: int = 256
+    publish_queue_high: int = 64
+    publish_queue_low: int = 16
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> EndpointConfig:

@@ -46,6 +46,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import simple_websocket
@@ -350,10 +351,13 @@ class WebSocketTransport:
             if self._flow is not None:
                 self._flow.clear()
 
-    def published(self) -> None:
-        """This connection's channel broadcast: flow control may hold its reading back."""
+    def published(self, backlog: Callable[[], int]) -> None:
+        """This connection's channel broadcast: flow control may hold its reading back.
+
+        ``backlog``: how many of the client's messages wait for that channel.
+        """
         if self._flow is not None:
-            self._flow.published(self)
+            self._flow.published(self, backlog)
 
     # closing (any thread) -----------------------------------------------------------
 

@@ -140,11 +140,16 @@ class RawClient:
         self.send(ref, ref, topic, "phx_join", {})
         return self.next_json()[4]
 
-    def read_some(self) -> int:
-        """One ``recv``; parse it. Returns the bytes read (0 at end of file)."""
-        data = self.sock.recv(262144)
+    def read_some(self, size: int = 262144) -> int:
+        """One ``recv``; parse it. Returns the bytes read (0 at end of file or
+        when a non-blocking socket has nothing)."""
+        try:
+            data = self.sock.recv(size)
+        except BlockingIOError:
+            return 0
         if not data:
             self.eof = True
+            return 0
         self.frames += self.parser.feed(data)
         return len(data)
 
