@@ -42,6 +42,7 @@ clear, a new publisher, a pause or resume), never per delivery.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from .transports.reactor import Reactor
 
 __all__ = ["FlowControl", "Pausable"]
+
+logger = logging.getLogger("channels_actor.transport")
 
 
 class Pausable(Protocol):
@@ -148,6 +151,13 @@ class FlowControl:
             self._paused_since = time.monotonic()
             publishers = list(self._publishers)
         self.counters.incr("backpressure_pauses")
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Pausing %d publishers: %d broadcasts queued, %d clients congested",
+                len(publishers),
+                self._queued(),
+                self._congested,
+            )
         for publisher in publishers:
             self._reactor.call_soon(publisher.pause_reading)
         self._reactor.call_later(self._interval, self._check)
@@ -166,6 +176,8 @@ class FlowControl:
             since, self._paused_since = self._paused_since, None
             publishers = list(self._publishers)
         if since is not None:
-            self.counters.add_seconds("backpressure_paused_seconds", time.monotonic() - since)
+            paused = time.monotonic() - since
+            self.counters.add_seconds("backpressure_paused_seconds", paused)
+            logger.debug("Resuming %d publishers after %.3fs", len(publishers), paused)
         for publisher in publishers:
             publisher.resume_reading()

@@ -78,14 +78,27 @@ class _LogEvent(logging.Handler):
             self.event.set()
 
 
-@pytest.fixture
-def closed_slow() -> Iterator[threading.Event]:
-    """Set once the server logs that it closes a slow client."""
-    handler = _LogEvent("closing it (1008)")
+def _log_event(text: str) -> Iterator[threading.Event]:
+    handler = _LogEvent(text)
     logger = logging.getLogger("channels_actor.transport")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
     yield handler.event
     logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def closed_slow() -> Iterator[threading.Event]:
+    """Set once the server logs that it closes a slow client."""
+    yield from _log_event("closing it (1008)")
+
+
+@pytest.fixture
+def paused() -> Iterator[threading.Event]:
+    """Set once flow control pauses the publishers."""
+    yield from _log_event("Pausing")
 
 
 def _broadcast_frame(topic: str, event: str, payload: Any) -> list[Any]:
@@ -303,3 +316,41 @@ def test_a_flooding_publisher_is_paused_and_no_subscriber_is_dropped(start: Any)
     finally:
         for c in [*subs, publisher]:
             c.close()
+
+
+def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) -> None:
+    ep, port = start(heartbeat_timeout=0.4, max_buffer=256 * 1024)
+    topic = "flow:pause"
+    stuck = RawClient(port, rcvbuf=4096)
+    publisher = RawClient(port)
+    try:
+        assert stuck.join(topic)["status"] == "ok"
+        assert publisher.join(topic)["status"] == "ok"
+        # the stuck client: one message it will never finish reading, then a
+        # backlog past a quarter of max_buffer: congested, not yet full (one at a
+        # time: broadcasts queued together leave as one chunk)
+        ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})
+        assert publisher.next_json()[3] == "big"
+        ep.broadcast(topic, "more", {"pad": "m" * 100_000})
+        assert publisher.next_json()[3] == "more"
+        publisher.send("1", "2", topic, "flood", {"seq": 0})  # a publisher now: paused
+        assert paused.wait(5)
+        publisher.sock.setblocking(False)
+        # three heartbeat timeouts while paused; both clients keep sending heartbeats
+        for n in range(12):
+            stuck.send(None, f"s{n}", "phoenix", "heartbeat", {})
+            publisher.send(None, f"p{n}", "phoenix", "heartbeat", {})
+            time.sleep(0.1)  # time passing while paused is the behaviour under test
+            publisher.read_some()
+            assert not publisher.eof
+            assert publisher.frames == []  # not read while paused, so not answered
+        assert ep.counters.get("backpressure_pauses") == 1
+        stuck.close()  # its backlog is gone: the pause ends
+        publisher.sock.settimeout(5)
+        replies = [publisher.next_json() for _ in range(12)]
+        assert [r[1] for r in replies] == [f"p{n}" for n in range(12)]
+        assert all(r[4]["status"] == "ok" for r in replies)
+        assert ep.counters.get("backpressure_paused_seconds") >= 1.2
+    finally:
+        stuck.close()
+        publisher.close()
