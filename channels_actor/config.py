@@ -28,21 +28,26 @@ class EndpointConfig:
 
     * A single message may be as large as ``max_frame_size`` in either
       direction. A bigger outgoing one is refused where it is sent:
-      ``push`` and ``reply`` raise ``ChannelError``, a broadcast raises
-      ``BroadcastError``. One large message never makes a client "slow",
-      however long it takes to read it.
-    * A client is slow when what waits for it *beyond the message being
-      written* passes ``max_buffer``, or when it has bytes waiting and takes
-      none for ``write_timeout``. It is closed with 1008 and the reason
-      "outgoing buffer full" or "stopped reading" (phoenix.js sees the code,
-      so it can tell this from a network failure), logged once and counted
-      as ``slow_consumer_closed``. Memory per connection is therefore at
-      most ``max_buffer`` plus the frames being written.
-    * A fast publisher is slowed down, not its subscribers: when the
-      PubSub registry has more than ``publish_queue_high`` broadcasts
-      queued, or a client has more than a quarter of ``max_buffer``
+      ``push`` and ``reply`` raise ``ChannelError``, a broadcast
+      (``broadcast``, ``Endpoint.broadcast`` once the endpoint serves
+      WebSockets) raises ``BroadcastError``. One large message never makes
+      a client "slow", however long it takes to read it.
+    * A client is slow when what waits for it *beyond the chunk being
+      written* (one message, or the broadcasts written to it together)
+      passes ``max_buffer``, or when it has bytes waiting and takes none
+      for ``write_timeout``. It gets the frames already started, whole,
+      then a close frame with 1008 and the reason "outgoing buffer full" or
+      "stopped reading" (phoenix.js sees the code, so it can tell this from
+      a network failure); logged once and counted as
+      ``slow_consumer_closed``. Memory per connection is therefore at most
+      ``max_buffer`` plus the chunk being written (for broadcasts, bytes
+      shared by every subscriber).
+    * A fast publisher is slowed down, not its subscribers: when more than
+      ``publish_queue_high`` broadcasts wait to be fanned out (in the PubSub
+      registry, plus the client messages waiting for the channels that
+      broadcast), or a client has more than a quarter of ``max_buffer``
       waiting, the server stops reading from the connections whose
-      channels broadcast, until the queue is under ``publish_queue_low``
+      channels broadcast, until that queue is under ``publish_queue_low``
       and every client is under a sixteenth of ``max_buffer``. TCP then
       slows those clients down; nothing they send is lost. Counted as
       ``backpressure_pauses`` and ``backpressure_paused_seconds``; paused
@@ -70,8 +75,8 @@ class EndpointConfig:
         handshake_threads: threads reading HTTP requests and running ``connect``.
         write_timeout: seconds a client with bytes waiting may take none of
             them before it is closed with 1008 "stopped reading" (30 s).
-        publish_queue_high: broadcasts queued in the PubSub registry past
-            which connections that publish stop being read (64).
+        publish_queue_high: broadcasts waiting to be fanned out past which
+            connections that publish stop being read (64).
         publish_queue_low: queued broadcasts under which they are read again (16).
     """
 

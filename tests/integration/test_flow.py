@@ -16,6 +16,7 @@ from channels_actor import (
     BroadcastError,
     Channel,
     ChannelError,
+    ConfigurationError,
     Endpoint,
     Socket,
     SocketHandler,
@@ -354,3 +355,10 @@ def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) 
     finally:
         stuck.close()
         publisher.close()
+
+
+def test_flow_options_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="publish_queue_low"):
+        Endpoint(publish_queue_high=8, publish_queue_low=9)
+    with pytest.raises(ConfigurationError, match="write_timeout"):
+        Endpoint(write_timeout=0)
