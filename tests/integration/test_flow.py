@@ -264,11 +264,13 @@ def test_a_client_that_takes_nothing_for_write_timeout_is_closed_1008(
 # a flooding publisher is slowed down; its subscribers all get everything ---------------------
 
 
-def test_a_flooding_publisher_is_paused_and_no_subscriber_is_dropped(start: Any) -> None:
+def test_a_flooding_publisher_is_paused_and_no_subscriber_is_dropped(
+    start: Any, actor_mode: str
+) -> None:
     # Default limits; 6 MB to each of 50 subscribers parsed in Python, which
     # falls behind the server's fan-out: without flow control most of them
     # pass max_buffer and are closed.
-    ep, port = start()
+    ep, port = start(actor_mode=actor_mode)
     topic = "flow:flood"
     subs = [RawClient(port, rcvbuf=16384) for _ in range(50)]
     publisher = RawClient(port)
