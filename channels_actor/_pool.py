@@ -149,6 +149,10 @@ class _PoolInbox:
     def empty(self) -> bool:
         return not self._items
 
+    def qsize(self) -> int:
+        """Messages waiting, as ``queue.Queue.qsize`` (flow control reads it)."""
+        return len(self._items)
+
     def start(self) -> None:
         """Queue the actor for its first run, which calls ``on_start``."""
         self._pool._schedule(self)

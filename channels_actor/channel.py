@@ -155,43 +155,83 @@ def _encode(serializer: Serializer, value: Message | Reply) -> Any:
         raise ChannelError(msg) from None
 
 
+def _check_size(frame: Any, connection: Any, what: str) -> None:
+    """Refuse an outgoing frame larger than the endpoint's ``max_frame_size``."""
+    endpoint = getattr(connection, "endpoint", None)
+    if endpoint is None or not isinstance(frame, (str, bytes)):
+        return
+    limit: int = endpoint.config.max_frame_size
+    size = len(frame)
+    if isinstance(frame, str) and size * 4 > limit:
+        size = len(frame.encode())  # only near the limit: a character is up to 4 bytes
+    if size > limit:
+        msg = (
+            f"Cannot {what}: the message is {size} bytes, more than max_frame_size "
+            f"({limit}); send it in parts or raise the endpoint's max_frame_size"
+        )
+        raise ChannelError(msg)
+
+
+def _published(socket: Socket) -> None:
+    """Tell the connection's transport that its channel publishes (flow control).
+
+    With the channel's mailbox: what the client sent that is not handled
+    yet will be published too, so it counts as queued work.
+    """
+    published = getattr(getattr(socket.connection, "transport", None), "published", None)
+    ref = socket.channel_ref
+    if published is not None and ref is not None:
+        inbox: Any = ref.actor_inbox  # a queue.Queue, or the pool's mailbox with the same qsize
+        published(inbox.qsize)
+
+
 def push(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None:
     """Send ``event`` with ``message`` down this socket only.
 
     Raises:
-        ChannelError: before the channel has joined, or when ``message`` is not
-            a JSON-serializable mapping or ``bytes``.
+        ChannelError: before the channel has joined, when ``message`` is not
+            a JSON-serializable mapping or ``bytes``, or when it is larger
+            than the endpoint's ``max_frame_size``.
     """
     _require_joined(socket, "push")
     serializer = socket.serializer
     assert serializer is not None
     check_payload(message, serializer, ChannelError)
     frame = _encode(serializer, Message(socket.topic or "", event, message, None, socket.join_ref))
+    _check_size(frame, socket.connection, f"push {event!r}")
     socket.connection.send(frame)
 
 
 def broadcast(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None:
     """Send ``event`` to every subscriber of ``socket.topic``, this channel included.
 
+    While the server is overloaded, the client connection of a channel that
+    broadcasts is read more slowly (see ``EndpointConfig``), so a flooding
+    client slows down instead of its subscribers falling behind.
+
     Raises:
-        BroadcastError: when the message cannot be serialized or the PubSub fails.
+        BroadcastError: when the message cannot be serialized, is larger than
+            the endpoint's ``max_frame_size``, or the PubSub fails.
         ChannelError: before the channel has joined.
     """
     _require_joined(socket, "broadcast")
     assert socket.pubsub is not None and socket.topic is not None
     socket.pubsub.broadcast(socket.topic, event, message)
+    _published(socket)
 
 
 def broadcast_from(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None:
     """Send ``event`` to every subscriber of ``socket.topic`` except this channel.
 
     Raises:
-        BroadcastError: when the message cannot be serialized or the PubSub fails.
+        BroadcastError: when the message cannot be serialized, is larger than
+            the endpoint's ``max_frame_size``, or the PubSub fails.
         ChannelError: before the channel has joined.
     """
     _require_joined(socket, "broadcast_from")
     assert socket.pubsub is not None and socket.topic is not None
     socket.pubsub.broadcast_from(socket.channel_ref, socket.topic, event, message)
+    _published(socket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +265,10 @@ def reply(ref: SocketRef, status_or_reply: ReplyT) -> None:
     """Answer the client message captured by :func:`socket_ref`.
 
     ``status_or_reply`` is a status string or ``(status, payload_map)``.
+
+    Raises:
+        ChannelError: for a bad reply, or one larger than the endpoint's
+            ``max_frame_size``.
     """
     from .results import normalize_reply
 
@@ -238,6 +282,7 @@ def reply(ref: SocketRef, status_or_reply: ReplyT) -> None:
     status, payload = normal
     check_payload(payload, ref.serializer, ChannelError)
     frame = _encode(ref.serializer, Reply(ref.topic, status, payload, ref.ref, ref.join_ref))
+    _check_size(frame, ref.connection, "reply")
     ref.connection.send(frame)
 
 

@@ -25,6 +25,38 @@ CheckOrigin = Union[bool, list[str], tuple[str, ...], Callable[[str], bool]]
 class EndpointConfig:
     """What ``Endpoint(**config)`` accepts. Durations are float seconds.
 
+    Slow clients, fast publishers and large messages:
+
+    * A single message may be as large as ``max_frame_size`` in either
+      direction. A bigger outgoing one is refused where it is sent:
+      ``push`` and ``reply`` raise ``ChannelError``, a broadcast
+      (``broadcast``, ``Endpoint.broadcast`` once the endpoint serves
+      WebSockets) raises ``BroadcastError``. One large message never makes
+      a client "slow", however long it takes to read it.
+    * A client is slow when what waits for it *beyond the chunk being
+      written* (one message, or the broadcasts written to it together)
+      passes ``max_buffer``, or when it has bytes waiting and takes none
+      for ``write_timeout``. It gets the frames already started, whole,
+      then a close frame with 1008 and the reason "outgoing buffer full" or
+      "stopped reading" (phoenix.js sees the code, so it can tell this from
+      a network failure); logged once and counted as
+      ``slow_consumer_closed``. Memory per connection is therefore at most
+      ``max_buffer`` plus the chunk being written (for broadcasts, bytes
+      shared by every subscriber).
+    * A fast publisher is slowed down, not its subscribers: when more than
+      ``publish_queue_high`` broadcasts wait to be fanned out (in the PubSub
+      registry, plus the client messages waiting for the channels that
+      broadcast), or a client has more than a quarter of ``max_buffer``
+      waiting, the server stops reading from the connections whose
+      channels broadcast, until that queue is under ``publish_queue_low``
+      and every client is under a sixteenth of ``max_buffer``. TCP then
+      slows those clients down; nothing they send is lost. Counted as
+      ``backpressure_pauses`` and ``backpressure_paused_seconds``; paused
+      time is not client silence. ``Endpoint.broadcast`` from application
+      threads is not slowed: its subscribers are protected only by the
+      ``max_buffer`` bound above. A client that stopped reading holds
+      publishers back until it is closed, at most ``write_timeout``.
+
     Attributes:
         check_origin: ``False`` (allow any), ``True`` (the request's own host),
             a list of origins (``"https://a.com"``, ``"//*.b.com"``) or a
@@ -39,8 +71,8 @@ class EndpointConfig:
         stop_timeout: how long ``stop()`` waits for channels to terminate.
         compress: accept permessage-deflate when a client offers it (off, as
             in Phoenix: it costs ~92 KiB and twice the CPU per connection).
-        max_buffer: bytes a connection may have waiting to be written; past
-            it the client is considered stuck and is closed with 1008.
+        max_buffer: bytes a connection may have waiting to be written beyond
+            the message being written; past it the client is closed with 1008.
         handshake_threads: threads reading HTTP requests and running ``connect``.
         incomplete_message_timeout: seconds a client has to finish a message
             from the read that began it (30); past it the connection is closed
@@ -62,6 +94,11 @@ class EndpointConfig:
             "session")``.
         max_topic_size: bytes (UTF-8) a topic may have; a longer ``phx_join``
             is refused with ``{"reason": "topic too long"}`` (default 1 KiB).
+        write_timeout: seconds a client with bytes waiting may take none of
+            them before it is closed with 1008 "stopped reading" (30 s).
+        publish_queue_high: broadcasts waiting to be fanned out past which
+            connections that publish stop being read (64).
+        publish_queue_low: queued broadcasts under which they are read again (16).
     """
 
     check_origin: CheckOrigin = True
@@ -81,6 +118,9 @@ class EndpointConfig:
     # Phoenix's binary frames cap a topic at 255 bytes; text frames have no cap
     # of their own, and a topic is held per join and shown in log lines.
     max_topic_size: int = 1024
+    write_timeout: float = 30.0
+    publish_queue_high: int = 64
+    publish_queue_low: int = 16
 
     @property
     def redactor(self) -> Redactor:
@@ -111,12 +151,25 @@ class EndpointConfig:
             "handshake_threads",
             "max_incomplete_bytes",
             "max_topic_size",
+            "publish_queue_high",
+            "publish_queue_low",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 msg = f"Endpoint option {name} must be a positive int, got {value!r}"
                 raise ConfigurationError(msg)
-        for name in ("heartbeat_timeout", "stop_timeout", "incomplete_message_timeout"):
+        if self.publish_queue_low > self.publish_queue_high:
+            msg = (
+                f"Endpoint option publish_queue_low ({self.publish_queue_low}) must not exceed "
+                f"publish_queue_high ({self.publish_queue_high})"
+            )
+            raise ConfigurationError(msg)
+        for name in (
+            "heartbeat_timeout",
+            "stop_timeout",
+            "incomplete_message_timeout",
+            "write_timeout",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 msg = f"Endpoint option {name} must be positive seconds (float), got {value!r}"

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from ._flow import FlowControl
 from .transports.handshake import Request, request_from_environ
 from .transports.http import BadRequest, RequestHead, parse_head, read_head, response
 from .transports.incomplete import IncompleteMessages
@@ -108,6 +109,7 @@ class WebSocketService:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.reactor = Reactor()
+        self.flow = self._flow_control()
         self._pool: _HandshakeThreads | None = None
         self._transports: set[WebSocketTransport] = set()
         self._lock = threading.Lock()
@@ -126,7 +128,12 @@ class WebSocketService:
             self._pool = _HandshakeThreads(self.endpoint.config.handshake_threads, self)
             self.reactor.start()
             config = self.endpoint.config
-            sweep = min(5.0, config.heartbeat_timeout / 4, config.incomplete_message_timeout / 4)
+            sweep = min(
+                5.0,
+                config.heartbeat_timeout / 4,
+                config.incomplete_message_timeout / 4,
+                config.write_timeout / 4,
+            )
             self.reactor.every(sweep, self._sweep)
 
     @property
@@ -163,6 +170,19 @@ class WebSocketService:
             self._pool = None
         self.reactor.stop(timeout)
         self.reactor = Reactor()
+        self.flow = self._flow_control()
+
+    def _flow_control(self) -> FlowControl:
+        config = self.endpoint.config
+        pubsub = self.endpoint.pubsub
+        pubsub.max_message_size = config.max_frame_size
+        return FlowControl(
+            self.reactor,
+            self.endpoint.counters,
+            pubsub.backlog,
+            queue_high=config.publish_queue_high,
+            queue_low=config.publish_queue_low,
+        )
 
     @property
     def transport_count(self) -> int:
@@ -219,6 +239,8 @@ class WebSocketService:
             on_closed=self._closed,
             incomplete_message_timeout=config.incomplete_message_timeout,
             incomplete=self.incomplete,
+            write_timeout=config.write_timeout,
+            flow=self.flow,
         )
         with self._lock:
             self._transports.add(transport)

@@ -46,6 +46,9 @@ class PubSub:
             f"{_stdlib_socket.gethostname()}-{os.getpid()}-{next(_node_counter)}"
         )
         self._registry: pykka.ActorRef[Registry] | None = None
+        #: Encoded payloads larger than this raise BroadcastError (None: no limit);
+        #: the endpoint sets its ``max_frame_size``.
+        self.max_message_size: int | None = None
 
     # lifecycle --------------------------------------------------------------
 
@@ -63,6 +66,14 @@ class PubSub:
                 registry.stop(block=True, timeout=timeout)
             except pykka.Timeout:
                 logger.warning("The PubSub registry did not stop within %.1fs", timeout)
+
+    def backlog(self) -> int:
+        """Messages waiting in the registry's inbox now (0 when it is not running)."""
+        registry = self._registry
+        if registry is None:
+            return 0
+        inbox: Any = registry.actor_inbox
+        return int(inbox.qsize())
 
     def _ref(self) -> pykka.ActorRef[Registry]:
         registry = self._registry
@@ -143,6 +154,13 @@ class PubSub:
             encoded = encode_payload(message)
         except TypeError as exc:
             raise BroadcastError(f"Cannot broadcast {event!r} to {topic!r}: {exc}") from None
+        limit = self.max_message_size
+        if limit is not None and len(encoded) > limit:
+            msg = (
+                f"Cannot broadcast {event!r} to {topic!r}: its payload is {len(encoded)} bytes, "
+                f"more than max_frame_size ({limit}); send it in parts"
+            )
+            raise BroadcastError(msg)
         item = Broadcast(topic, event, message, None if isinstance(message, bytes) else encoded)
         try:
             self._ref().tell(Dispatch(item, from_key))

@@ -11,12 +11,15 @@ only what the kernel does not take at once waits here for ``on_writable``.
 
 Registration changes come from other threads through :meth:`call_soon`, so
 the selector is only ever touched by its own thread. ``every`` runs
-periodic work (the idle sweep) on the same thread.
+periodic work (the idle sweep) on the same thread, ``call_later`` one-off
+work (flow control looking whether a pause can end).
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import selectors
 import socket
@@ -51,6 +54,8 @@ class Reactor:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._periodic: list[list[Any]] = []  # [interval, next_due, fn]
+        self._later: list[tuple[float, int, Callable[[], Any]]] = []  # heap by due time
+        self._later_seq = itertools.count()
         self._lock = threading.Lock()
         self._wake_sent = False  # one wake-up byte at a time: a busy loop is not woken again
 
@@ -100,6 +105,14 @@ class Reactor:
             except (BlockingIOError, OSError):
                 pass  # already awake, or stopping
 
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the reactor thread once, ``delay`` seconds from now (from any thread)."""
+        item = (time.monotonic() + delay, next(self._later_seq), fn)
+        if self.in_loop():
+            heapq.heappush(self._later, item)
+        else:  # the heap is the loop's own, like the selector
+            self.call_soon(lambda: heapq.heappush(self._later, item))
+
     def every(self, interval: float, fn: Callable[[], Any]) -> None:
         """Run ``fn`` on the reactor thread every ``interval`` seconds."""
         self._periodic.append([interval, time.monotonic() + interval, fn])
@@ -112,12 +125,34 @@ class Reactor:
         self._selector.register(sock, events, handler)
 
     def want_write(self, sock: socket.socket, handler: Selectable, write: bool) -> None:
-        assert self._selector is not None
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        self.set_interest(sock, handler, read=True, write=write)
+
+    def set_interest(
+        self, sock: socket.socket, handler: Selectable, *, read: bool, write: bool
+    ) -> None:
+        """Wait for ``sock`` to be readable and/or writable; neither leaves it unwatched.
+
+        A socket that is not waited on for reading (its connection paused by
+        flow control) is not read: its kernel buffer fills and TCP slows
+        the peer down.
+        """
+        selector = self._selector
+        assert selector is not None
+        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
         try:
-            self._selector.modify(sock, events, handler)
+            key = selector.get_key(sock)
         except (KeyError, ValueError):
-            pass  # unregistered (closed) meanwhile
+            key = None
+        try:
+            if not events:
+                if key is not None:
+                    selector.unregister(sock)
+            elif key is None:
+                selector.register(sock, events, handler)
+            elif key.events != events:
+                selector.modify(sock, events, handler)
+        except (KeyError, ValueError, OSError):
+            pass  # closed meanwhile
 
     def unregister(self, sock: socket.socket) -> None:
         assert self._selector is not None
@@ -186,13 +221,20 @@ class Reactor:
     def _next_timeout(self) -> float | None:
         if self._calls:
             return 0
-        if not self._periodic:
+        if not self._periodic and not self._later:
             return None
-        due: float = min(item[1] for item in self._periodic)
+        due: float = min([item[1] for item in self._periodic] + [d for d, _, _ in self._later[:1]])
         return max(0.0, due - time.monotonic())
 
     def _run_periodic(self) -> None:
         now = time.monotonic()
+        later = self._later
+        while later and later[0][0] <= now:
+            fn = heapq.heappop(later)[2]
+            try:
+                fn()
+            except Exception:
+                logger.exception("Reactor call %r failed", fn)
         for item in self._periodic:
             if item[1] <= now:
                 item[1] = now + item[0]

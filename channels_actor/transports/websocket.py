@@ -17,8 +17,20 @@ for fastlane broadcasts, channel actors for pushes and replies, the reactor
 for heartbeats and pongs), goes through :meth:`WebSocketTransport._write`
 under one lock: one writer at a time, in order. The write never blocks: what
 the kernel does not take is queued and flushed by the reactor when the socket
-is writable. The queue is bounded (``max_buffer``); a client that stops
-reading is closed with 1008 instead of slowing everyone else down.
+is writable.
+
+Slow clients. The queue holds whole frames; only its first chunk may be
+partly written, so the stream is always cut at a frame boundary. A
+client's *backlog* is what waits beyond that first chunk: one large
+message (up to ``max_frame_size``) is never a backlog by itself, however
+long the client takes to read it. A client is closed with 1008 when its
+backlog passes ``max_buffer`` ("outgoing buffer full") or when it has bytes
+waiting and takes none of them for ``write_timeout`` ("stopped reading").
+The close frame jumps the queue: the partly written chunk is finished, the
+rest dropped, the close frame written, in one decision under the lock, so
+nothing else follows it. Past a quarter of ``max_buffer`` a client counts
+as congested and flow control (``_flow.py``) holds back the connections
+that publish until it has drained below a sixteenth.
 
 Without compression, frames are built here (``frames.py``), so a fastlane
 broadcast is framed once for all subscribers. With ``compress=True``
@@ -35,6 +47,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import simple_websocket
@@ -46,11 +59,12 @@ from wsproto.frame_protocol import CloseReason
 from .. import _writes
 from .._pool import StopFlag
 from ..errors import InvalidMessageError
-from .frames import SharedFrames, frame_message
+from .frames import SharedFrames, close_frame, frame_message
 from .http import switching_protocols
 from .incomplete import IncompleteMessages, held_size
 
 if TYPE_CHECKING:
+    from .._flow import FlowControl
     from ..connection import Connection
     from ..serializers import Serializer
     from .reactor import Reactor
@@ -198,6 +212,8 @@ class WebSocketTransport:
         on_closed: Any = None,
         incomplete_message_timeout: float = 30.0,
         incomplete: IncompleteMessages | None = None,
+        write_timeout: float = 30.0,
+        flow: FlowControl | None = None,
     ) -> None:
         self._sock = sock
         self._reactor = reactor
@@ -209,6 +225,14 @@ class WebSocketTransport:
         self._lock = threading.RLock()
         self._pending: deque[memoryview] = deque()
         self._pending_bytes = 0
+        self._head_partial = False  # the first pending chunk is partly on the wire
+        self._last_drain = 0.0  # when the kernel last took bytes from the queue
+        self._write_timeout = write_timeout
+        self._congested_at = max_buffer // 4  # flow control's high mark
+        self._clear_at = max_buffer // 16  # and its low mark
+        self._congested = False
+        self._flow = flow
+        self._read_paused = False
         self._registered = False
         self._writable_wanted = False
         self._state = "open"  # open -> closing -> closed
@@ -263,6 +287,7 @@ class WebSocketTransport:
             self._write_now(data)
 
     def _write_now(self, data: bytes) -> None:
+        # ``data`` is whole frames: queued chunks always end on a frame boundary.
         with self._lock:
             if self._state != "open":
                 return  # nothing may follow our close frame
@@ -277,29 +302,74 @@ class WebSocketTransport:
                 self._reactor.call_soon(self._lost)
                 return
             if sent < len(data):
+                self._head_partial = sent > 0
+                self._last_drain = time.monotonic()  # the wait for the client starts now
                 self._queue(memoryview(data)[sent:])
 
-    _overflowed = False
-
     def _queue(self, rest: memoryview) -> None:
-        self._pending.append(rest)
+        """Queue whole frames (the lock is held)."""
+        pending = self._pending
+        pending.append(rest)
         self._pending_bytes += len(rest)
-        if self._pending_bytes > self._max_buffer:
-            if not self._overflowed:
-                self._overflowed = True
-                logger.warning(
-                    "%r stopped reading: %d bytes are waiting (max_buffer %d); closing it (1008)",
-                    self,
-                    self._pending_bytes,
-                    self._max_buffer,
-                )
-                self._pending.clear()
-                self._pending_bytes = 0
-                self._reactor.call_soon(lambda: self.close(CLOSE_POLICY, "outgoing buffer full"))
-            return
+        backlog = self._pending_bytes - len(pending[0])  # beyond the chunk being written
+        if backlog > self._congested_at:
+            if backlog > self._max_buffer:
+                self._close_slow("outgoing buffer full")
+                return
+            if not self._congested and self._flow is not None:
+                self._congested = True
+                self._flow.congested()
         if not self._writable_wanted:
             self._writable_wanted = True
             self._reactor.call_soon(self._want_write)
+
+    def _close_slow(self, reason: str) -> None:
+        """Close a client that does not keep up with 1008, at once (the lock is held).
+
+        Finish the chunk that is partly written, drop the rest, queue the
+        close frame, and stop writing anything else, in one step: the client
+        gets whole frames, then the close frame.
+        """
+        pending = self._pending
+        logger.warning(
+            "%r stopped reading (%s): %d bytes are waiting (max_buffer %d); closing it (1008)",
+            self,
+            reason,
+            self._pending_bytes,
+            self._max_buffer,
+        )
+        head = pending[0] if pending and self._head_partial else None
+        pending.clear()
+        if head is not None:
+            pending.append(head)
+        pending.append(memoryview(close_frame(CLOSE_POLICY, reason)))
+        self._pending_bytes = sum(len(chunk) for chunk in pending)
+        self._state = "closing"
+        self._closing_since = time.monotonic()
+        self._uncongest()
+        if self._flow is not None:
+            self._flow.counters.incr("slow_consumer_closed")
+        self._writable_wanted = True
+        self._reactor.call_soon(self._after_slow_close)
+
+    def _after_slow_close(self) -> None:
+        self._end_session()
+        self.resume_reading()  # to see the client's close answer
+        self._want_write()
+
+    def _uncongest(self) -> None:
+        if self._congested:
+            self._congested = False
+            if self._flow is not None:
+                self._flow.clear()
+
+    def published(self, backlog: Callable[[], int]) -> None:
+        """This connection's channel broadcast: flow control may hold its reading back.
+
+        ``backlog``: how many of the client's messages wait for that channel.
+        """
+        if self._flow is not None:
+            self._flow.published(self, backlog)
 
     # closing (any thread) -----------------------------------------------------------
 
@@ -312,25 +382,45 @@ class WebSocketTransport:
         self._reactor.call_soon(lambda: self.close(CLOSE_RESTART, "server restarting"))
 
     def close(self, code: int, reason: str = "") -> None:
-        """Send a close frame, end the channels, and wait briefly for the peer's close."""
+        """Send a close frame after what is queued, end the channels, and wait
+        briefly for the peer's close (reactor thread)."""
         with self._lock:
             if self._state != "open":
                 return
             ws = self.ws
-            if ws is not None and ws.connected and not self._overflowed:
+            if ws is not None and ws.connected:
                 try:
                     ws.close(code, reason)  # writes the close frame: the last one we send
                 except Exception:
                     logger.debug("close frame to %r failed", self, exc_info=True)
             self._state = "closing"
             self._closing_since = time.monotonic()
+            flushed = not self._pending
         logger.debug("closing %r with %d %s", self, code, reason)
         self._end_session()
-        if self._overflowed:
-            self._reactor.call_soon(self._release)
-        elif not self._pending:  # else on_writable shuts down once the queue is flushed
+        self.resume_reading()  # to see the client's close answer
+        if flushed:  # else on_writable shuts down once the queue is flushed
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_WR)
+
+    def pause_reading(self) -> None:
+        """Stop reading this client (flow control; reactor thread)."""
+        if self._state == "open" and not self._read_paused:
+            self._read_paused = True
+            self._update_interest()
+
+    def resume_reading(self) -> None:
+        """Read this client again (reactor thread)."""
+        if self._read_paused:
+            self._read_paused = False
+            self._last_seen = time.monotonic()  # paused time is not the client's silence
+            self._update_interest()
+
+    def _update_interest(self) -> None:
+        if self._registered and self._state != "closed":
+            self._reactor.set_interest(
+                self._sock, self, read=not self._read_paused, write=self._writable_wanted
+            )
 
     # reactor thread ---------------------------------------------------------------------
 
@@ -435,35 +525,60 @@ class WebSocketTransport:
 
     def on_writable(self) -> None:
         with self._lock:
-            while self._pending:
-                head = self._pending[0]
+            pending = self._pending
+            drained = False
+            while pending:
+                head = pending[0]
                 try:
                     sent = self._sock.send(head, _SEND_FLAGS)
                 except (BlockingIOError, InterruptedError):
-                    return
+                    break
                 except OSError:
-                    self._pending.clear()
+                    pending.clear()
                     self._pending_bytes = 0
+                    self._uncongest()
                     self._reactor.call_soon(self._lost)
                     return
+                drained = drained or sent > 0
                 self._pending_bytes -= sent
                 if sent < len(head):
-                    self._pending[0] = head[sent:]
-                    return
-                self._pending.popleft()
+                    pending[0] = head[sent:]
+                    self._head_partial = True
+                    break
+                pending.popleft()
+                self._head_partial = False
+            if drained:
+                self._last_drain = time.monotonic()
+            if self._congested and self._pending_bytes - len(pending[0] if pending else b"") < (
+                self._clear_at
+            ):
+                self._uncongest()
+            if pending:
+                return
             self._writable_wanted = False
-            self._reactor.want_write(self._sock, self, False)
+            self._update_interest()
             if self._state == "closing":
                 with contextlib.suppress(OSError):
                     self._sock.shutdown(socket.SHUT_WR)
 
     def _want_write(self) -> None:
-        if self._registered and self._state != "closed":
-            self._reactor.want_write(self._sock, self, True)
+        self._update_interest()
+
+    def _check_writes(self, now: float) -> None:
+        """The idle sweep's write side: a paused client is not silent; one that
+        takes nothing of its queue for ``write_timeout`` is closed (1008)."""
+        if self._read_paused:
+            self._last_seen = now
+        if self._state == "open" and self._pending and now - self._last_drain > self._write_timeout:
+            with self._lock:
+                if self._state == "open" and self._pending:
+                    self._close_slow("stopped reading")
 
     def check_idle(self, now: float) -> None:
         """Close after ``heartbeat_timeout`` of silence, or a message unfinished past
-        ``incomplete_message_timeout``; release a close that hangs."""
+        ``incomplete_message_timeout``; close a client that stopped reading; release a
+        close that hangs."""
+        self._check_writes(now)
         since = self._incomplete_since
         if (
             self._state == "open"
@@ -540,7 +655,10 @@ class WebSocketTransport:
             self._state = "closed"
             self._pending.clear()
             self._pending_bytes = 0
+            self._uncongest()
         self._drop_incomplete()
+        if self._flow is not None:
+            self._flow.forget(self)
         if release_session:
             self._end_session()
         if self._registered:
@@ -581,11 +699,16 @@ def open_websocket(
     on_closed: Any = None,
     incomplete_message_timeout: float = 30.0,
     incomplete: IncompleteMessages | None = None,
+    write_timeout: float = 30.0,
+    flow: FlowControl | None = None,
 ) -> WebSocketTransport:
     """Answer the upgrade (101) on ``sock`` and return the transport, not yet reading.
 
     ``environ`` holds the request's ``HTTP_*`` headers; without ``compress``
     the client's permessage-deflate offer is left out, so it is refused.
+    ``max_buffer`` and ``write_timeout`` decide when a client that does not
+    keep up is closed (see the module docstring); ``flow`` is the
+    endpoint's flow control.
     """
     transport = WebSocketTransport(
         sock,
@@ -597,6 +720,8 @@ def open_websocket(
         on_closed=on_closed,
         incomplete_message_timeout=incomplete_message_timeout,
         incomplete=incomplete,
+        write_timeout=write_timeout,
+        flow=flow,
     )
     headers = {key: value for key, value in environ.items() if key.startswith("HTTP_")}
     if not compress:

@@ -14,6 +14,7 @@ import pytest
 from channels_actor import Endpoint, Socket, assign
 from tests.channels.app import UserSocket
 from tests.helpers import Events
+from tests.integration.serverframes import RawClient
 from tests.integration.wsclient import UPGRADE, Client, http_get
 
 CONNECT_INFOS: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -409,15 +410,8 @@ def test_idle_client_is_closed_after_heartbeat_timeout(events: Events) -> None:
 
 def test_client_that_stops_reading_is_closed_1008(events: Events, caplog: pytest.LogCaptureFixture) -> None:
     ep, port = _start(events, max_buffer=512 * 1024)
-    raw = socket.create_connection(("127.0.0.1", port))
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.sendall(
-        (f"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-         + "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items()) + "\r\n").encode()
-    )
-    assert raw.recv(4096).startswith(b"HTTP/1.1 101")
-    join = json.dumps(["1", "1", "rooms:slow", "phx_join", {}]).encode()
-    raw.sendall(bytes([0x81, 0x80 | len(join)]) + b"\0\0\0\0" + join)
+    raw = RawClient(port, rcvbuf=4096)
+    assert raw.join("rooms:slow")["status"] == "ok"
     healthy = Client(port)
     try:
         healthy.join("rooms:slow")
@@ -427,8 +421,15 @@ def test_client_that_stops_reading_is_closed_1008(events: Events, caplog: pytest
             ep.broadcast("rooms:slow", "big", {"n": n, "pad": "x" * 100_000})
             assert healthy.recv(timeout=5)[4]["n"] == n
         _terminations(events, 1)
-        assert "stopped reading" in caplog.text
         assert caplog.text.count("stopped reading") == 1  # logged once
+        assert ep.counters.get("slow_consumer_closed") == 1
+        # what it reads now: whole broadcasts in order, then the close frame
+        raw.read_to_eof()
+        texts = [json.loads(payload) for opcode, payload in raw.frames if opcode == 1]
+        assert [frame[4]["n"] for frame in texts] == list(range(len(texts)))
+        assert raw.frames[-1][0] == 8
+        assert raw.parser.closed == (1008, "outgoing buffer full")
+        assert raw.parser.leftover == 0
     finally:
         raw.close()
         healthy.close()
