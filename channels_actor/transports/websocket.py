@@ -227,7 +227,7 @@ class WebSocketTransport:
         """Frame ``frame`` (``str`` text, ``bytes`` binary) and write it."""
         if self._compress:
             with self._lock:
-                if self._state == "open" and self.ws is not None:
+                if self._state == "open" and self.ws is not None and not self._close_sent:
                     event = BytesMessage(frame) if isinstance(frame, bytes) else TextMessage(frame)
                     # framed with the connection's deflate state: write in that order
                     self._write_now(self.ws.ws.send(event))
@@ -252,7 +252,7 @@ class WebSocketTransport:
 
     def _write_now(self, data: bytes) -> None:
         with self._lock:
-            if self._state != "open":
+            if self._state != "open" or self._close_sent:
                 return  # nothing may follow our close frame
             if self._pending:
                 self._queue(memoryview(data))
@@ -268,6 +268,7 @@ class WebSocketTransport:
                 self._queue(memoryview(data)[sent:])
 
     _overflowed = False
+    _close_sent = False
 
     def _queue(self, rest: memoryview) -> None:
         self._pending.append(rest)
@@ -350,6 +351,8 @@ class WebSocketTransport:
         with self._lock:
             ws.ws.receive_data(data)
             keep_going = ws._handle_events()
+            # A close frame just went out (simple-websocket's): nothing may follow it.
+            self._close_sent = self._close_sent or not keep_going
             messages = list(self._inbox)
             self._inbox.clear()
         for message in messages:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
+from channels_actor import Endpoint
 from channels_actor.transports.http import BadRequest, parse_head
+from tests.fuzz.test_websocket_fuzz import HEARTBEAT, FuzzSocket, Raw, client_frame
 
 
 @pytest.mark.parametrize(
@@ -48,3 +52,28 @@ def test_cr_lf_or_nul_inside_a_target_or_value_is_a_bad_request(head: bytes) -> 
     with pytest.raises(BadRequest) as refused:
         parse_head(head)
     assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        client_frame(0x3, b""),  # a protocol error: simple-websocket closes 1002
+        client_frame(0x8, struct.pack("!H", 1000)),  # an ordinary close, answered with one
+    ],
+    ids=["bad-opcode", "close"],
+)
+def test_nothing_follows_the_close_frame(last: bytes) -> None:
+    # A heartbeat and a frame that ends the connection in one read: the
+    # heartbeat's reply was written after the close frame (RFC 6455 5.5.1).
+    endpoint = Endpoint(check_origin=False)
+    endpoint.socket("/socket", FuzzSocket)
+    port = endpoint.start("127.0.0.1", 0).port
+    raw = Raw(port)
+    try:
+        raw.send(HEARTBEAT + last)
+        frames = list(raw.frames())
+        assert [opcode for opcode, _ in frames] == [0x8], frames
+        assert endpoint.connection_count == 0
+    finally:
+        raw.close()
+        endpoint.stop()
