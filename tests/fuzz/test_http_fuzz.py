@@ -132,7 +132,7 @@ def _valid(
     )  # fmt: skip
 
 
-@fuzz_settings(1000)
+@fuzz_settings(500)
 @given(parts=head_parts(), space=st.sampled_from([b"", b" ", b"\t ", b"  "]))
 def test_heads_built_from_right_and_wrong_parts(
     parts: tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]], space: bytes

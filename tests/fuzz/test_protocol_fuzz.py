@@ -182,5 +182,5 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert len(self.proto.topics) <= self.max_channels
 
 
-ProtocolMachine.TestCase.settings = fuzz_settings(300, weight=0.05, stateful_step_count=50)
+ProtocolMachine.TestCase.settings = fuzz_settings(200, weight=0.05, stateful_step_count=50)
 test_protocol_against_its_model = ProtocolMachine.TestCase
