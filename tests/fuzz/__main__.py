@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         "CHANNELS_ACTOR_FUZZ_SEED": str(seed),
     }
     # --timeout=0: the suite's per-test limit is for the short form.
-    command = [sys.executable, "-m", "pytest", "-q", "--timeout=0", f"--hypothesis-seed={seed}",
+    command = [sys.executable, "-m", "pytest", "-q", "--timeout=0", "--durations=20",
+               f"--hypothesis-seed={seed}",
                "tests/fuzz", *args.pytest_args]  # fmt: skip
     failed, seconds = _run(command, env)
     print(f"hypothesis and mutation loops: {'FAILED' if failed else 'ok'} in {seconds:.1f}s")
