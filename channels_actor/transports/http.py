@@ -30,7 +30,11 @@ __all__ = [
 
 MAX_HEAD = 64 * 1024
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# \Z, not $: "$" also matches before a final newline, which would let a bare LF through.
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_VERSION = re.compile(rb"^HTTP/1\.[0-9]\Z")
+# RFC 9110: CR, LF and NUL inside a field value (or the target) must be rejected.
+_CTL = re.compile(rb"[\r\n\0]")
 _REASONS = {
     101: "Switching Protocols",
     200: "OK",
@@ -90,7 +94,7 @@ def parse_head(head: bytes) -> RequestHead:
         method, target, version = lines[0].split(b" ")
     except ValueError:
         raise BadRequest(400, f"malformed request line {lines[0][:100]!r}") from None
-    if not _TOKEN.match(method) or not version.startswith(b"HTTP/1.") or not target:
+    if not _TOKEN.match(method) or not _VERSION.match(version) or not target or _CTL.search(target):
         raise BadRequest(400, f"malformed request line {lines[0][:100]!r}")
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
@@ -99,7 +103,7 @@ def parse_head(head: bytes) -> RequestHead:
         if line[:1] in (b" ", b"\t"):
             raise BadRequest(400, "obsolete header line folding is not accepted")
         name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name):
+        if not sep or not _TOKEN.match(name) or _CTL.search(value):
             raise BadRequest(400, f"malformed header line {line[:100]!r}")
         headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
     return RequestHead(

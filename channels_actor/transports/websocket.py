@@ -263,7 +263,7 @@ class WebSocketTransport:
         """Frame ``frame`` (``str`` text, ``bytes`` binary) and write it."""
         if self._compress:
             with self._lock:
-                if self._state == "open" and self.ws is not None:
+                if self._state == "open" and self.ws is not None and not self._close_sent:
                     event = BytesMessage(frame) if isinstance(frame, bytes) else TextMessage(frame)
                     # framed with the connection's deflate state: write in that order
                     self._write_now(self.ws.ws.send(event))
@@ -289,7 +289,7 @@ class WebSocketTransport:
     def _write_now(self, data: bytes) -> None:
         # ``data`` is whole frames: queued chunks always end on a frame boundary.
         with self._lock:
-            if self._state != "open":
+            if self._state != "open" or self._close_sent:
                 return  # nothing may follow our close frame
             if self._pending:
                 self._queue(memoryview(data))
@@ -305,6 +305,8 @@ class WebSocketTransport:
                 self._head_partial = sent > 0
                 self._last_drain = time.monotonic()  # the wait for the client starts now
                 self._queue(memoryview(data)[sent:])
+
+    _close_sent = False  # simple-websocket wrote its close frame: nothing may follow
 
     def _queue(self, rest: memoryview) -> None:
         """Queue whole frames (the lock is held)."""
@@ -452,6 +454,8 @@ class WebSocketTransport:
         with self._lock:
             ws.ws.receive_data(data)
             keep_going = ws._handle_events()
+            # A close frame just went out (simple-websocket's): nothing may follow it.
+            self._close_sent = self._close_sent or not keep_going
             messages = list(self._inbox)
             self._inbox.clear()
         for message in messages:
