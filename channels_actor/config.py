@@ -41,6 +41,12 @@ class EndpointConfig:
         max_buffer: bytes a connection may have waiting to be written; past
             it the client is considered stuck and is closed with 1008.
         handshake_threads: threads reading HTTP requests and running ``connect``.
+        max_mailbox: messages one channel may have waiting (client pushes,
+            intercepted broadcasts, ``handle_info`` messages; default 10,000).
+            A message past it is dropped (counted as ``mailbox_overflows``) and
+            the channel is overloaded: it ends as a crash, ``terminate`` gets
+            ``("error", ChannelError)`` naming ``max_mailbox``, and the client
+            gets ``phx_error`` and may rejoin.
     """
 
     check_origin: CheckOrigin = True
@@ -54,6 +60,7 @@ class EndpointConfig:
     compress: bool = False
     max_buffer: int = 1024 * 1024
     handshake_threads: int = 4
+    max_mailbox: int = 10_000
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> EndpointConfig:
@@ -77,6 +84,7 @@ class EndpointConfig:
             "pool_size",
             "max_buffer",
             "handshake_threads",
+            "max_mailbox",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
