@@ -15,7 +15,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from channels_actor import Channel, ChannelError, Endpoint, Socket, SocketHandler, assign
+from channels_actor import (
+    Channel,
+    ChannelError,
+    ConfigurationError,
+    Endpoint,
+    Socket,
+    SocketHandler,
+    assign,
+)
 from channels_actor import testing as ct
 from channels_actor._messages import GetSocket
 from channels_actor.connection import Connection
@@ -345,3 +353,13 @@ def test_a_mailbox_below_the_bound_keeps_every_message(actor_mode: str, probe: P
         assert ep.counters.get("mailbox_overflows") == 0 and probe.calls == 6
     finally:
         ep.stop()
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_max_mailbox_must_be_a_positive_int(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_mailbox must be a positive int"):
+        Endpoint(max_mailbox=value)
+
+
+def test_max_mailbox_defaults_to_10000() -> None:
+    assert Endpoint().config.max_mailbox == 10_000
