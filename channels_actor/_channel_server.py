@@ -17,10 +17,22 @@ once (``_exit``): it unsubscribes from the registry, writes ``phx_close`` or
 topic, and tells the supervisor ``ChannelExited``; the supervisor then calls
 ``terminate``. Messages still queued after that are dropped.
 
-A shutdown from outside (``request_shutdown``) does not wait behind a backlog of
-broadcasts: a duplicate join or an endpoint drain ends the actor at its next
-message; a closed connection lets the client's messages already queued (a leave)
-be handled first and skips the rest.
+A shutdown from outside (``request_shutdown``) does not wait behind a backlog:
+a duplicate join or an endpoint drain ends the actor at its next message. A
+closed connection does the same, except that a leave the client sent before it
+closed is still handled (terminate then gets ``("shutdown", "left")``, as in
+Phoenix, where the leave is ahead of the transport's exit in the mailbox): the
+messages queued in front of it are dropped without running their callbacks,
+since nobody would receive what they reply or push. Each client push dropped so
+is counted as ``dropped_after_close``.
+
+The mailbox is bounded (``max_mailbox``). A message that would pass the bound
+is dropped (``mailbox_overflows``) on the sender's thread, and the channel is
+overloaded: it ends at its next message as a crash, with ``("error",
+ChannelError(...max_mailbox...))``, and the client gets ``phx_error`` and may
+rejoin. A channel that cannot keep up is ended rather than left to grow its
+backlog without bound, and one that missed a message does not go on as if it
+had not.
 
 Crashes are caught here rather than left to pykka, which would stop the actor
 without a word to the client (tells) or keep a broken channel alive (asks).
@@ -46,7 +58,7 @@ from ._messages import (
     LeaveChannel,
     ShutdownChannel,
 )
-from ._pool import ActorPool, PooledActor
+from ._pool import ActorPool, BoundedInbox, MailboxBound, PooledActor
 from ._redact import redactor_for
 from .channel import check_payload
 from .errors import ChannelError
@@ -58,6 +70,9 @@ from .serializers.base import decode_json
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from pykka._envelope import Envelope
+
+    from ._stats import Counters
     from .channel import Channel
     from .socket import Socket
 
@@ -78,10 +93,11 @@ def is_graceful(reason: Any) -> bool:
     )
 
 
-class ChannelServerMixin:
+class ChannelServerMixin(MailboxBound):
     """The channel-hosting logic, mixed into a pooled or a threaded pykka actor."""
 
     actor_ref: pykka.ActorRef[Any]
+    unbounded_messages = MailboxBound.unbounded_messages | {ShutdownChannel}
 
     def _setup(
         self,
@@ -89,7 +105,10 @@ class ChannelServerMixin:
         socket: Socket,
         join: tuple[str, str | None],
         supervisor: pykka.ActorRef[Any],
+        counters: Counters | None,
     ) -> None:
+        self._counters = counters
+        self._dropped_in = 0
         self._channel_cls = channel_cls
         self._owner = channel_cls.__name__
         self._channel: Channel | None = None
@@ -109,12 +128,12 @@ class ChannelServerMixin:
         Erlang, the actor ends at its next message, after the callback running
         now, instead of working through its backlog first.
 
-        Not urgent (the connection closed): the client's own messages already
-        queued (pushes, a leave) are still handled in order, as Phoenix's
-        mailbox would order them before the transport's exit, but intercepted
-        broadcasts and ``handle_info`` messages are skipped: nobody would
-        receive what they push. The actor ends when the request's message,
-        queued behind them, arrives.
+        Not urgent (the connection closed): the callback running now
+        finishes; the messages queued behind it are dropped unread (client
+        pushes are counted as ``dropped_after_close``) until either a leave the
+        client sent before the close, which is handled as usual and ends the
+        channel with ``("shutdown", "left")``, or this request's own message,
+        which ends it with ``reason``.
         """
         if self._shutdown is None:
             self._shutdown = ShutdownChannel(reason, send_close, urgent)
@@ -135,24 +154,19 @@ class ChannelServerMixin:
         if isinstance(message, GetSocket):
             return self._socket
         if self._exited:
-            if logger.isEnabledFor(logging.DEBUG):
-                show = redactor_for(self._socket).preview
-                logger.debug(
-                    "%s on %s ended; dropped %s",
-                    self._owner,
-                    show(self._socket.topic),
-                    show(message),
-                )
+            self._log_dropped(message)
             return None
         shutdown = self._shutdown
-        if shutdown is not None and (
-            shutdown.urgent
-            or message is shutdown
-            or not isinstance(message, (DispatchIn, LeaveChannel))
-            or self._channel is None
-        ):
-            self._exit(shutdown.reason, send_frames=shutdown.send_close)
-            return None
+        if shutdown is not None:
+            if shutdown.urgent or message is shutdown or self._channel is None:
+                self._exit(shutdown.reason, send_frames=shutdown.send_close)
+                return None
+            if type(message) is not LeaveChannel:
+                # The connection is gone: nobody would receive what this
+                # callback replies or pushes, so it does not run.
+                if type(message) is DispatchIn:
+                    self._dropped_in += 1
+                return None
         try:
             kind = type(message)
             if kind is DispatchOut:
@@ -170,6 +184,13 @@ class ChannelServerMixin:
             self._crash(exc)
         return None
 
+    def _log_dropped(self, message: Any) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            show = redactor_for(self._socket).preview
+            logger.debug(
+                "%s on %s ended; dropped %s", self._owner, show(self._socket.topic), show(message)
+            )
+
     def on_failure(
         self,
         exception_type: type[BaseException] | None,
@@ -178,6 +199,33 @@ class ChannelServerMixin:
     ) -> None:
         # Only a bug in this module gets here; still end the join properly.
         self._exit(("error", exception_value))
+
+    def on_mailbox_full(self, envelope: Envelope[Any]) -> None:
+        """The mailbox holds ``max_mailbox`` messages: drop this one, end the channel.
+
+        Runs on the sender's thread (the reactor, the registry, any ``tell``),
+        outside the inbox's lock.
+        """
+        if self._counters is not None:
+            self._counters.incr("mailbox_overflows")
+        error = ChannelError(
+            f"{self._owner} on {self._socket.topic!r:.80} cannot keep up: "
+            f"max_mailbox={self._mailbox_limit} messages are already waiting, so it "
+            "ends as crashed and its client may rejoin. Make its callbacks faster, "
+            "or raise Endpoint(max_mailbox=...)"
+        )
+        if envelope.reply_to is not None:
+            envelope.reply_to.set_exception(exc_info=(ChannelError, error, None))
+        if self._shutdown is not None:
+            return  # already ending; the rest is dropped too
+        logger.warning(
+            "%s on %.80r: mailbox full (max_mailbox=%s); dropping messages and "
+            "ending the channel as crashed",
+            self._owner,
+            self._socket.topic,
+            self._mailbox_limit,
+        )
+        self.request_shutdown(("error", error), send_close=True)
 
     # callbacks ----------------------------------------------------------------
 
@@ -302,6 +350,8 @@ class ChannelServerMixin:
             self._send(
                 Message(socket.topic or "", event, payload, socket.join_ref, socket.join_ref)
             )
+        if self._dropped_in and self._counters is not None:
+            self._counters.incr("dropped_after_close", self._dropped_in)
         connection = socket.connection
         if connection is not None:
             connection.channel_exited(socket.topic, self.actor_ref)
@@ -378,9 +428,12 @@ class PooledChannelServer(ChannelServerMixin, PooledActor):
         socket: Socket,
         join: tuple[str, str | None],
         supervisor: pykka.ActorRef[Any],
+        *,
+        max_mailbox: int | None = None,
+        counters: Counters | None = None,
     ) -> None:
-        super().__init__(pool)
-        self._setup(channel_cls, socket, join, supervisor)
+        super().__init__(pool, max_mailbox=max_mailbox)
+        self._setup(channel_cls, socket, join, supervisor, counters)
 
 
 class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
@@ -392,9 +445,16 @@ class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
         socket: Socket,
         join: tuple[str, str | None],
         supervisor: pykka.ActorRef[Any],
+        *,
+        max_mailbox: int | None = None,
+        counters: Counters | None = None,
     ) -> None:
+        self._mailbox_limit = max_mailbox  # read by _create_actor_inbox, in super().__init__
         super().__init__()
-        self._setup(channel_cls, socket, join, supervisor)
+        self._setup(channel_cls, socket, join, supervisor, counters)
+
+    def _create_actor_inbox(self) -> BoundedInbox:  # type: ignore[override]
+        return BoundedInbox(self, self._mailbox_limit)
 
     def _start_actor_loop(self) -> None:
         topic = self._socket.topic

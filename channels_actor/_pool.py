@@ -19,6 +19,14 @@ pykka's global ``ActorRegistry``: its list is O(n) to unregister from and its
 ``stop_all`` is O(n^2); the owner (our supervisor) keeps its own map instead.
 
 A callback that blocks holds one worker; the pool has ``size`` of them.
+
+An inbox may be bounded (``max_mailbox``): a ``put`` that finds that many
+messages waiting refuses the message and hands it to the actor's
+``on_mailbox_full`` on the sender's thread, outside the lock, instead of
+queueing it. The check is one ``len`` under the lock ``put`` takes anyway.
+Message types in the actor's ``unbounded_messages`` (pykka's stop, the actor's
+own control messages) are always queued, so a full actor can still be stopped.
+:class:`BoundedInbox` is the same inbox for an actor with a thread of its own.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from . import _writes
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
 
-__all__ = ["ActorPool", "PooledActor", "ServiceActor", "handle_envelope"]
+__all__ = ["ActorPool", "BoundedInbox", "PooledActor", "ServiceActor", "handle_envelope"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,23 +132,32 @@ class _PoolInbox:
     Implements pykka's inbox protocol (``put`` / ``get`` / ``empty``).
     """
 
-    __slots__ = ("_actor", "_items", "_lock", "_pool", "_scheduled", "_started")
+    __slots__ = ("_actor", "_items", "_limit", "_lock", "_pool", "_scheduled", "_started")
 
-    def __init__(self, actor: PooledActor, pool: ActorPool) -> None:
+    def __init__(self, actor: PooledActor, pool: ActorPool, limit: int | None = None) -> None:
         self._actor = actor
         self._pool = pool
         self._items: deque[Envelope[Any]] = deque()
         self._lock = threading.Lock()
+        self._limit = sys.maxsize if limit is None else limit
         self._scheduled = True  # nothing runs until start()
         self._started = False
 
     def put(self, envelope: Envelope[Any], /) -> None:
         with self._lock:
-            self._items.append(envelope)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._pool._schedule(self)
+            items = self._items
+            if len(items) >= self._limit and not self._actor._always_queued(envelope):
+                refused = True
+            else:
+                items.append(envelope)
+                if self._scheduled:
+                    return
+                self._scheduled = True
+                refused = False
+        if refused:
+            self._actor.on_mailbox_full(envelope)
+        else:
+            self._pool._schedule(self)
 
     def get(self) -> Envelope[Any]:
         with self._lock:
@@ -240,7 +257,52 @@ class StopFlag:
             return cond.wait_for(lambda: self._set, timeout)
 
 
-class PooledActor(pykka.Actor):
+class MailboxBound:
+    """What a bounded inbox asks of its actor (mixed into pooled and threaded actors)."""
+
+    unbounded_messages: frozenset[type] = frozenset({messages._ActorStop})
+    """Message types queued even when the inbox is full (stops, control messages)."""
+    _mailbox_limit: int | None = None
+    """Messages the inbox may hold; None for no bound. Set before the inbox is made."""
+
+    def _always_queued(self, envelope: Envelope[Any]) -> bool:
+        return type(envelope.message) in self.unbounded_messages
+
+    def on_mailbox_full(self, envelope: Envelope[Any]) -> None:
+        """Called on the sender's thread with a message a full inbox refused.
+
+        The default drops a tell and fails an ask with ``pykka.ActorDeadError``;
+        subclasses may also count it, log it, or end the actor.
+        """
+        if envelope.reply_to is not None:
+            error = ActorDeadError(f"{self} has a full mailbox; the message was dropped")
+            envelope.reply_to.set_exception(exc_info=(ActorDeadError, error, None))
+
+
+class BoundedInbox(queue.Queue[Any]):
+    """pykka's ``ThreadingActor`` inbox (a ``queue.Queue``) with at most ``limit``
+    messages waiting; see the module docstring. ``put`` never blocks."""
+
+    def __init__(self, actor: MailboxBound, limit: int | None = None) -> None:
+        super().__init__()
+        self._actor = actor
+        self._limit = sys.maxsize if limit is None else limit
+
+    def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
+        # queue.Queue.put, minus the wait for room: the same mutex, one len more.
+        with self.mutex:
+            if self._qsize() >= self._limit and not self._actor._always_queued(item):
+                refused = True
+            else:
+                self._put(item)
+                self.unfinished_tasks += 1
+                self.not_empty.notify()
+                refused = False
+        if refused:
+            self._actor.on_mailbox_full(item)
+
+
+class PooledActor(MailboxBound, pykka.Actor):
     """A pykka actor run by an :class:`ActorPool` instead of a thread of its own.
 
     Subclasses take the pool as the first argument of ``start``::
@@ -249,15 +311,19 @@ class PooledActor(pykka.Actor):
 
     Everything else is pykka's ``Actor``: ``on_receive``, ``on_start``,
     ``on_stop``, ``on_failure``, ``ActorRef.tell`` / ``ask`` / ``stop``.
+    ``max_mailbox`` bounds the messages waiting (see :class:`MailboxBound`).
     """
 
     actor_inbox: _PoolInbox
 
-    def __init__(self, pool: ActorPool, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, pool: ActorPool, *args: Any, max_mailbox: int | None = None, **kwargs: Any
+    ) -> None:
         # pykka's Actor.__init__ sets exactly these four fields; doing it here
         # skips a uuid4 (an os.urandom call) and a threading.Event per actor,
         # which together were a sixth of the CPU of a join.
         self._actor_pool = pool
+        self._mailbox_limit = max_mailbox
         self.actor_urn = f"urn:channels_actor:{next(_urns)}"
         self.actor_inbox = self._create_actor_inbox()
         self.actor_stopped = StopFlag()  # type: ignore[assignment]
@@ -271,7 +337,7 @@ class PooledActor(pykka.Actor):
         return obj.actor_ref
 
     def _create_actor_inbox(self) -> _PoolInbox:  # type: ignore[override]
-        return _PoolInbox(self, self._actor_pool)
+        return _PoolInbox(self, self._actor_pool, self._mailbox_limit)
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:

@@ -27,6 +27,7 @@ from .errors import ConfigurationError
 from .supervisor import ChildCount, Children, Supervisor
 
 if TYPE_CHECKING:
+    from ._stats import Counters
     from .channel import Channel
     from .pubsub import PubSub
     from .socket import Socket
@@ -72,15 +73,32 @@ class Runtime:
             self._running = True
 
     def create_channel(
-        self, channel_cls: type[Channel], socket: Socket, join: tuple[str, str | None]
+        self,
+        channel_cls: type[Channel],
+        socket: Socket,
+        join: tuple[str, str | None],
+        *,
+        max_mailbox: int | None = None,
+        counters: Counters | None = None,
     ) -> ChannelServerMixin:
         """Build the actor for a join ``(topic, join_ref)`` on the connection ``socket``.
 
+        ``max_mailbox`` bounds its mailbox; drops are counted in ``counters``.
         It is not running yet: the caller starts its loop.
         """
         if self.pool is not None:
-            return PooledChannelServer(self.pool, channel_cls, socket, join, self.supervisor)
-        return ThreadedChannelServer(channel_cls, socket, join, self.supervisor)
+            return PooledChannelServer(
+                self.pool,
+                channel_cls,
+                socket,
+                join,
+                self.supervisor,
+                max_mailbox=max_mailbox,
+                counters=counters,
+            )
+        return ThreadedChannelServer(
+            channel_cls, socket, join, self.supervisor, max_mailbox=max_mailbox, counters=counters
+        )
 
     def channel_count(self, timeout: float = 5.0) -> int:
         """Channel actors alive, as the supervisor counts them."""

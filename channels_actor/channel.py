@@ -51,6 +51,15 @@ class Channel:
     thread), never concurrently with another callback of the same join.
     Payloads come from clients: treat them as untrusted.
 
+    Messages wait in the join's mailbox, in order. When its connection closes,
+    the callback running finishes and the pushes still waiting are dropped, not
+    run (a leave sent before the close is still handled, so ``terminate`` gets
+    ``("shutdown", "left")``). The mailbox holds at most ``max_mailbox``
+    messages (an ``Endpoint`` option, default 10,000): a channel that falls
+    that far behind is overloaded, the message past the bound is dropped, and
+    the channel ends as a crash: ``terminate`` gets ``("error", ChannelError)``
+    naming ``max_mailbox`` and the client gets ``phx_error`` and may rejoin.
+
     Attributes:
         intercept: event names whose broadcasts go through ``handle_out`` in
             every subscriber. Other broadcasts skip channel code entirely and

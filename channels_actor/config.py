@@ -99,6 +99,12 @@ class EndpointConfig:
         publish_queue_high: broadcasts waiting to be fanned out past which
             connections that publish stop being read (64).
         publish_queue_low: queued broadcasts under which they are read again (16).
+        max_mailbox: messages one channel may have waiting (client pushes,
+            intercepted broadcasts, ``handle_info`` messages; default 10,000).
+            A message past it is dropped (counted as ``mailbox_overflows``) and
+            the channel is overloaded: it ends as a crash, ``terminate`` gets
+            ``("error", ChannelError)`` naming ``max_mailbox``, and the client
+            gets ``phx_error`` and may rejoin.
     """
 
     check_origin: CheckOrigin = True
@@ -121,6 +127,7 @@ class EndpointConfig:
     write_timeout: float = 30.0
     publish_queue_high: int = 64
     publish_queue_low: int = 16
+    max_mailbox: int = 10_000
 
     @property
     def redactor(self) -> Redactor:
@@ -153,6 +160,7 @@ class EndpointConfig:
             "max_topic_size",
             "publish_queue_high",
             "publish_queue_low",
+            "max_mailbox",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -200,7 +200,11 @@ class Connection:
         message = action.message
         runtime = self.endpoint._runtime
         actor = runtime.create_channel(
-            action.channel, self.socket, (message.topic, message.join_ref)
+            action.channel,
+            self.socket,
+            (message.topic, message.join_ref),
+            max_mailbox=self.endpoint.config.max_mailbox,
+            counters=self.endpoint.counters,
         )
         ref = actor.actor_ref
         self._channels[message.topic] = actor

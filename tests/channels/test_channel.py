@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from channels_actor import Broadcast, BroadcastError, Endpoint, Message, Reply
+from channels_actor import (
+    Broadcast,
+    BroadcastError,
+    Channel,
+    Endpoint,
+    Message,
+    Reply,
+    Socket,
+    push,
+)
 from channels_actor import testing as ct
 from tests.channels.app import RoomChannel, UserSocket
-from tests.helpers import Events
+from tests.helpers import Events, Recorder, open_memory_connection
 
 
 def _sock(endpoint: Endpoint, events: Events | None = None, **assigns: Any):  # type: ignore[no-untyped-def]
@@ -152,12 +162,28 @@ def test_messages_are_handled_one_at_a_time_in_order(endpoint: Endpoint, events:
 # push, broadcast ----------------------------------------------------------------------
 
 
+def _has_reply(frames: list[Any], ref: str) -> bool:
+    return any(isinstance(f, Reply) and f.ref == ref for f in frames)
+
+
 def test_push_goes_to_this_socket_only(endpoint: Endpoint) -> None:
-    one = _join(endpoint, "rooms:p1")
-    _join(endpoint, "rooms:p1")
-    ct.push(one, "push", {"event": "hello", "body": {"n": 1}})
-    ct.assert_push("hello", {"n": 1})
-    ct.refute_push("hello")
+    # Two connections, each with its own recorder, join the same topic.
+    recorder = Recorder()
+    conns = [open_memory_connection(endpoint, UserSocket(), recorder, n) for n in range(2)]
+    for n, conn in enumerate(conns):
+        conn.receive(Message("rooms:p1", "phx_join", {}, f"j{n}", f"j{n}"))
+        recorder.wait_for(lambda frames, n=n: _has_reply(frames[n], f"j{n}"))
+    conns[0].receive(Message("rooms:p1", "push", {"event": "hello", "body": {"n": 1}}, "p", "j0"))
+    # Barriers: channel 0 has run the push; the registry has dispatched anything
+    # it was given; channel 1 has handled anything the registry told it.
+    for n, conn in enumerate(conns):
+        conn.receive(Message("rooms:p1", "reply_ok", {}, "sync", f"j{n}"))
+        recorder.wait_for(lambda frames, n=n: _has_reply(frames[n], "sync"))
+        endpoint.pubsub.stats()
+    assert recorder.messages(0, "hello") == [Message("rooms:p1", "hello", {"n": 1}, None, "j0")]
+    assert recorder.messages(1, "hello") == []
+    for conn in conns:
+        conn.close()
 
 
 def test_binary_push(endpoint: Endpoint) -> None:
@@ -225,8 +251,40 @@ def test_intercepted_events_go_through_handle_out(endpoint: Endpoint, events: Ev
     assert ct.assert_push("filtered")["seen_by"] == "b"
     ct.refute_push("filtered")
     events.wait_for(lambda items: len([i for i in items if i[0] == "out"]) == 2)
-    # each subscriber got its own copy: b's change did not leak into a's
-    assert all("seen_by" not in i[2] for i in events.of("out"))
+
+
+class CopyChannel(Channel):
+    """The subscriber named "first" changes its payload; "second" reads its own only after."""
+
+    intercept: ClassVar[list[str]] = ["copy"]
+
+    def join(self, topic: str, payload: Any, socket: Socket) -> Any:
+        return ("ok", socket)
+
+    def handle_out(self, event: str, payload: Any, socket: Socket) -> Any:
+        order = socket.assigns["order"]
+        if socket.assigns["name"] == "first":
+            payload["changed_by"] = "first"
+            payload["nested"]["x"] = "first"
+            order["first_done"].set()
+        elif order["first_done"].wait(2):
+            order["second_saw"].append(copy.deepcopy(payload))
+        push(socket, event, payload)
+        return ("noreply", socket)
+
+
+def test_each_subscriber_gets_its_own_copy_in_handle_out(endpoint: Endpoint) -> None:
+    order: dict[str, Any] = {"first_done": threading.Event(), "second_saw": []}
+    for name in ("second", "first"):
+        sock = ct.socket(UserSocket, None, {"name": name, "order": order}, endpoint=endpoint)
+        assert ct.join(sock, CopyChannel, "copies:1", {})[0] == "ok"
+    original = {"n": 1, "nested": {"x": 0}}
+    endpoint.broadcast("copies:1", "copy", original)
+    pushed = [ct.assert_push("copy"), ct.assert_push("copy")]
+    # The first subscriber changed its copy before the second read its own.
+    assert order["second_saw"] == [{"n": 1, "nested": {"x": 0}}]
+    assert {"n": 1, "nested": {"x": "first"}, "changed_by": "first"} in pushed
+    assert original == {"n": 1, "nested": {"x": 0}}  # nor did the publisher's dict change
 
 
 def test_default_handle_out_pushes_unchanged(endpoint: Endpoint) -> None:

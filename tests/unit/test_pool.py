@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
-from channels_actor._pool import ActorPool, PooledActor
+from channels_actor._pool import ActorPool, BoundedInbox, MailboxBound, PooledActor
 
 
 class Recorder(PooledActor):
@@ -108,3 +108,70 @@ def test_pooled_actors_stay_out_of_the_global_registry(pool: ActorPool) -> None:
 def test_pool_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ActorPool(0)
+
+
+
+
+class _GateLog(MailboxBound):
+    """Blocks in its "hold" message until ``gate`` is set; logs what it handled and refused."""
+
+    gate: threading.Event
+    entered: threading.Event
+    log: list[Any]
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "hold":
+            self.entered.set()
+            self.gate.wait(5)
+        self.log.append(message)
+        return message
+
+    def on_mailbox_full(self, envelope: Any) -> None:
+        self.log.append(("refused", envelope.message))
+        super().on_mailbox_full(envelope)
+
+
+class Gated(_GateLog, PooledActor):
+    def __init__(
+        self, pool: ActorPool, gate: threading.Event, entered: threading.Event, log: list[Any]
+    ) -> None:
+        super().__init__(pool, max_mailbox=3)
+        self.gate, self.entered, self.log = gate, entered, log
+
+
+class GatedThread(_GateLog, pykka.ThreadingActor):
+    """The same on a thread of its own, over a BoundedInbox."""
+
+    use_daemon_thread = True
+
+    def __init__(self, gate: threading.Event, entered: threading.Event, log: list[Any]) -> None:
+        super().__init__()
+        self.gate, self.entered, self.log = gate, entered, log
+
+    def _create_actor_inbox(self) -> BoundedInbox:  # type: ignore[override]
+        return BoundedInbox(self, 3)
+
+
+@pytest.mark.parametrize("kind", ["pooled", "threaded"])
+def test_a_bounded_inbox_refuses_past_its_limit_and_is_still_stoppable(
+    pool: ActorPool, kind: str
+) -> None:
+    gate, entered = threading.Event(), threading.Event()
+    log: list[Any] = []
+    if kind == "pooled":
+        ref: pykka.ActorRef[Any] = Gated.start(pool, gate, entered, log)
+    else:
+        ref = GatedThread.start(gate, entered, log)
+    try:
+        ref.tell("hold")
+        assert entered.wait(5)  # taken out of the inbox: the next 3 fit
+        for n in range(3):
+            ref.tell(n)
+        ref.tell("refused")  # dropped: a tell never blocks or raises
+        with pytest.raises(pykka.ActorDeadError, match="full mailbox"):
+            ref.ask("asked", timeout=1)  # failed at once, not after the timeout
+        stopped = ref.stop(block=False)  # pykka's stop is always queued
+    finally:
+        gate.set()
+    stopped.get(timeout=5)
+    assert log == [("refused", "refused"), ("refused", "asked"), "hold", 0, 1, 2]
