@@ -40,7 +40,11 @@ class EndpointConfig:
             in Phoenix: it costs ~92 KiB and twice the CPU per connection).
         max_buffer: bytes a connection may have waiting to be written; past
             it the client is considered stuck and is closed with 1008.
-        handshake_threads: threads reading HTTP requests and running ``connect``.
+        handshake_threads: threads parsing complete HTTP requests and running
+            ``connect`` (the reactor reads requests as they arrive).
+        request_timeout: seconds a client has, from its connection, to send its
+            whole request (the head, and a body for ``http_app``); past it the
+            connection is closed, with a 408 if part of a request came (10.0).
     """
 
     check_origin: CheckOrigin = True
@@ -54,6 +58,7 @@ class EndpointConfig:
     compress: bool = False
     max_buffer: int = 1024 * 1024
     handshake_threads: int = 4
+    request_timeout: float = 10.0
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> EndpointConfig:
@@ -82,7 +87,7 @@ class EndpointConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 msg = f"Endpoint option {name} must be a positive int, got {value!r}"
                 raise ConfigurationError(msg)
-        for name in ("heartbeat_timeout", "stop_timeout"):
+        for name in ("heartbeat_timeout", "stop_timeout", "request_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 msg = f"Endpoint option {name} must be positive seconds (float), got {value!r}"
