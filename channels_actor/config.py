@@ -25,9 +25,12 @@ class EndpointConfig:
     """What ``Endpoint(**config)`` accepts. Durations are float seconds.
 
     Attributes:
-        check_origin: ``False`` (allow any), ``True`` (the request's own host),
-            a list of origins (``"https://a.com"``, ``"//*.b.com"``) or a
-            callable taking the origin and returning a bool.
+        check_origin: ``False`` (allow any), ``True`` (the origin's host must be
+            ``url_host``; without one, only the loopback names ``localhost``,
+            ``127.0.0.1`` and ``[::1]`` are accepted), a list of origins
+            (``"https://a.com"``, ``"//*.b.com"``) or a callable taking the
+            origin and returning a bool. ``True`` never trusts the request's own
+            ``Host`` header: a DNS-rebinding page sends its own name in both.
         max_frame_size: bytes; a bigger client frame closes the connection (1009).
         heartbeat_timeout: seconds of client silence before the socket closes.
         max_channels_per_socket: joins one connection may hold at once.
@@ -45,6 +48,9 @@ class EndpointConfig:
         request_timeout: seconds a client has, from its connection, to send its
             whole request (the head, and a body for ``http_app``); past it the
             connection is closed, with a 408 if part of a request came (10.0).
+        url_host: the host name clients reach this endpoint by, as Phoenix's
+            ``url: [host: ...]``; what ``check_origin=True`` compares an
+            origin's host with (None: only loopback origins pass).
     """
 
     check_origin: CheckOrigin = True
@@ -59,6 +65,7 @@ class EndpointConfig:
     max_buffer: int = 1024 * 1024
     handshake_threads: int = 4
     request_timeout: float = 10.0
+    url_host: str | None = None
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> EndpointConfig:
@@ -92,6 +99,13 @@ class EndpointConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 msg = f"Endpoint option {name} must be positive seconds (float), got {value!r}"
                 raise ConfigurationError(msg)
+        host = self.url_host
+        if host is not None and (not isinstance(host, str) or not host or "/" in host):
+            msg = (
+                "Endpoint option url_host must be a host name such as 'example.com' "
+                f"(no scheme, no path), or None, got {host!r}"
+            )
+            raise ConfigurationError(msg)
         origin = self.check_origin
         if not (isinstance(origin, (bool, list, tuple)) or callable(origin)):
             msg = (

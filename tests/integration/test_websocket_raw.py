@@ -261,6 +261,7 @@ def test_non_upgrade_request_to_the_socket_is_400(served: tuple[Endpoint, int]) 
     ("check", "origin", "allowed"),
     [
         (True, "http://127.0.0.1:9999", True),
+        (True, "http://localhost:9999", True),
         (True, "http://evil.com", False),
         (["https://app.com"], "https://app.com", True),
         (["https://app.com"], "http://app.com", False),

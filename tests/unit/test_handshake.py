@@ -60,8 +60,21 @@ def test_connect_info() -> None:
     ("origin", "check", "host", "allowed"),
     [
         (None, True, "a.com", True),
-        ("https://a.com", True, "a.com:443", True),
+        ("https://a.com", True, "a.com", True),
+        ("https://A.com:8443", True, "a.COM", True),  # Phoenix compares url[:host] only
         ("https://b.com", True, "a.com", False),
+        ("https://x.a.com", True, "a.com", False),
+        ("https://localhost", True, "a.com", False),  # a configured host replaces loopback
+        # no url_host: loopback origins only, whatever the request's Host header says
+        ("http://localhost:4000", True, None, True),
+        ("http://127.0.0.1:4000", True, None, True),
+        ("http://[::1]:4000", True, None, True),
+        ("http://evil.example", True, None, False),
+        ("http://127.0.0.1.evil.example", True, None, False),
+        ("http://localhost.evil.example", True, None, False),
+        ("null", True, None, False),
+        ("http://[::1", True, None, False),  # unparsable
+        ("http://a.com:99999", ["//a.com"], None, False),  # a port out of range
         ("https://b.com", False, "a.com", True),
         ("https://a.com", ["https://a.com"], None, True),
         ("http://a.com", ["https://a.com"], None, False),
