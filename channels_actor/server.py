@@ -286,7 +286,11 @@ class WebSocketService:
                 return
             if done:
                 self._forget(request, registered=registered)
-                self.pool.submit(request)
+                pool = self._pool
+                if pool is None:  # stopping
+                    request.sock.close()
+                else:
+                    pool.submit(request)
                 return
         if not registered:
             self._wait(request)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from channels_actor import Endpoint
+from channels_actor.errors import ConfigurationError
 from tests.channels.app import UserSocket
 from tests.integration.wsclient import UPGRADE
 
@@ -61,3 +62,19 @@ def test_url_host_is_what_check_origin_true_compares_with() -> None:
         assert _status(port, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}") == 403
     finally:
         ep.stop()
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"url_host": "https://app.example"}, "url_host must be a host name"),
+        ({"url_host": ""}, "url_host must be a host name"),
+        ({"url_host": 5}, "url_host must be a host name"),
+        ({"request_timeout": 0}, "request_timeout must be positive seconds"),
+    ],
+)
+def test_bad_url_host_or_request_timeout_is_a_clear_error(
+    config: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        Endpoint(**config)
