@@ -332,8 +332,11 @@ class WebSocketService:
             # An answer for a client that sent part of a request; a connection opened
             # and never used (a browser's preconnect) is just closed.
             with contextlib.suppress(OSError):
-                while sock.recv(65536, _RECV_FLAGS):
-                    pass  # unread bytes would turn the close into a reset that loses the 408
+                # Unread bytes would turn the close into a reset that loses the 408; a
+                # few reads at most, so a client sending without end cannot keep us here.
+                for _ in range(4):
+                    if not sock.recv(65536, _RECV_FLAGS):
+                        break
             with contextlib.suppress(OSError):
                 sock.send(response(408, [("content-type", "text/plain")], b""), _SEND_FLAGS)
         sock.close()

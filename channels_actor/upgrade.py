@@ -79,8 +79,9 @@ def decide_upgrade(endpoint: Endpoint, mount: Mount, request: Request) -> Accept
     vsn = params.get("vsn", "1.0.0")
     serializer = for_vsn(vsn)
     if serializer is None:
-        logger.warning("Refusing connection to %s: unsupported vsn %r", mount.path, vsn)
-        return Rejected(403, f"Unsupported serializer version vsn={vsn!r}: use 1.0.0 or 2.0.0")
+        preview = repr(vsn)[:40]  # client-supplied: a short preview, never all of it
+        logger.warning("Refusing connection to %s: unsupported vsn %s", mount.path, preview)
+        return Rejected(403, f"Unsupported serializer version vsn={preview}: use 1.0.0 or 2.0.0")
     check = mount.options.get("check_origin", endpoint.config.check_origin)
     origin = request.header("origin")
     url_host = endpoint.config.url_host

@@ -206,3 +206,25 @@ def test_a_bad_request_line_does_not_put_its_query_into_the_logs(
     bad = [r for r in caplog.records if "Bad HTTP request" in r.getMessage()]
     assert len(bad) == 2
     assert not [r for r in caplog.records if "SECRET" in r.getMessage()]
+
+
+def test_a_huge_vsn_is_refused_with_a_short_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    ep, port = _start()
+    vsn = "9" * 20_000
+    request = (
+        f"GET /socket/websocket?vsn={vsn} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(request.encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 403 ") and len(answer) < 500
+    finally:
+        ep.stop()
+    refused = [r.getMessage() for r in caplog.records if "vsn" in r.getMessage()]
+    assert len(refused) == 1 and len(refused[0]) < 200
