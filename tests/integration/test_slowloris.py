@@ -228,3 +228,13 @@ def test_a_huge_vsn_is_refused_with_a_short_log_line(caplog: pytest.LogCaptureFi
         ep.stop()
     refused = [r.getMessage() for r in caplog.records if "vsn" in r.getMessage()]
     assert len(refused) == 1 and len(refused[0]) < 200
+
+
+def test_stopping_closes_the_requests_still_arriving() -> None:
+    ep, port = _start(request_timeout=30.0)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\n")
+        assert _connect_and_join(port, "rooms:later")["status"] == "ok"  # ours was accepted first
+        ep.stop()
+        assert sock.recv(65536) == b""  # closed by stop(), not left to the deadline
+    assert ep.counters.get("request_timeouts") == 0
