@@ -58,9 +58,12 @@ class EndpointConfig:
       publishers back until it is closed, at most ``write_timeout``.
 
     Attributes:
-        check_origin: ``False`` (allow any), ``True`` (the request's own host),
-            a list of origins (``"https://a.com"``, ``"//*.b.com"``) or a
-            callable taking the origin and returning a bool.
+        check_origin: ``False`` (allow any), ``True`` (the origin's host must be
+            ``url_host``; without one, only the loopback names ``localhost``,
+            ``127.0.0.1`` and ``[::1]`` are accepted), a list of origins
+            (``"https://a.com"``, ``"//*.b.com"``) or a callable taking the
+            origin and returning a bool. ``True`` never trusts the request's own
+            ``Host`` header: a DNS-rebinding page sends its own name in both.
         max_frame_size: bytes; a bigger client frame closes the connection (1009).
         heartbeat_timeout: seconds of client silence before the socket closes.
         max_channels_per_socket: joins one connection may hold at once.
@@ -73,7 +76,8 @@ class EndpointConfig:
             in Phoenix: it costs ~92 KiB and twice the CPU per connection).
         max_buffer: bytes a connection may have waiting to be written beyond
             the message being written; past it the client is closed with 1008.
-        handshake_threads: threads reading HTTP requests and running ``connect``.
+        handshake_threads: threads parsing complete HTTP requests and running
+            ``connect`` (the reactor reads requests as they arrive).
         incomplete_message_timeout: seconds a client has to finish a message
             from the read that began it (30); past it the connection is closed
             with 1008. Bytes of an unfinished message count as activity for
@@ -105,6 +109,12 @@ class EndpointConfig:
             the channel is overloaded: it ends as a crash, ``terminate`` gets
             ``("error", ChannelError)`` naming ``max_mailbox``, and the client
             gets ``phx_error`` and may rejoin.
+        request_timeout: seconds a client has, from its connection, to send its
+            whole request (the head, and a body for ``http_app``); past it the
+            connection is closed, with a 408 if part of a request came (10.0).
+        url_host: the host name clients reach this endpoint by, as Phoenix's
+            ``url: [host: ...]``; what ``check_origin=True`` compares an
+            origin's host with (None: only loopback origins pass).
     """
 
     check_origin: CheckOrigin = True
@@ -128,6 +138,8 @@ class EndpointConfig:
     publish_queue_high: int = 64
     publish_queue_low: int = 16
     max_mailbox: int = 10_000
+    request_timeout: float = 10.0
+    url_host: str | None = None
 
     @property
     def redactor(self) -> Redactor:
@@ -177,6 +189,7 @@ class EndpointConfig:
             "stop_timeout",
             "incomplete_message_timeout",
             "write_timeout",
+            "request_timeout",
         ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
@@ -194,6 +207,13 @@ class EndpointConfig:
             msg = (
                 "Endpoint option redact_keys must be a list of key names such as "
                 f"['password', 'token'], got {keys!r}"
+            )
+            raise ConfigurationError(msg)
+        host = self.url_host
+        if host is not None and (not isinstance(host, str) or not host or "/" in host):
+            msg = (
+                "Endpoint option url_host must be a host name such as 'example.com' "
+                f"(no scheme, no path), or None, got {host!r}"
             )
             raise ConfigurationError(msg)
         origin = self.check_origin

@@ -3,14 +3,22 @@
 Theory of operation
 -------------------
 :class:`WebSocketService` is the endpoint's I/O side: one :class:`Reactor`
-thread reads every WebSocket, a small pool of handshake threads reads HTTP
-requests (h11) and runs ``connect`` (user code that may block, so never on the
-reactor), and the set of live transports is swept for idle ones.
+thread reads every WebSocket and every HTTP request still arriving, a small
+pool of handshake threads parses complete requests and runs ``connect`` (user
+code that may block, so never on the reactor), and the set of live transports
+is swept for idle ones.
 
 Standalone (:meth:`Endpoint.start`): the listening socket is registered with
-the reactor; each accepted socket goes to the handshake pool, which either
-upgrades it (the socket then belongs to the reactor, and no thread is spent
-on the connection) or answers a plain HTTP request with ``endpoint.http_app``.
+the reactor. Each accepted socket is read at once without blocking (on
+loopback the head has usually arrived already); a head still on its way is
+accumulated by the reactor until its blank line. Only a complete request goes
+to the handshake pool, which either upgrades it (the socket then belongs to
+the reactor, and no thread is spent on the connection) or answers a plain
+HTTP request with ``endpoint.http_app``, whose body the reactor reads too.
+The whole request has one deadline, ``request_timeout`` from the accept; a
+periodic sweep closes what is past it. A client that trickles its request one
+byte at a time so holds a few bytes of memory until the deadline, never a
+handshake thread, and clients behind it keep being served.
 
 WSGI (``Endpoint.wsgi_app``): the web server's request thread runs the same
 checks, hands the socket to the reactor, and waits until the WebSocket has
@@ -20,6 +28,7 @@ returns. That costs the server one of its threads per open WebSocket.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import socket
@@ -27,12 +36,20 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from ._flow import FlowControl
 from .transports.handshake import Request, request_from_environ
-from .transports.http import BadRequest, RequestHead, parse_head, read_head, response
+from .transports.http import (
+    BadRequest,
+    RequestHead,
+    content_length,
+    head_end,
+    parse_head,
+    response,
+)
 from .transports.incomplete import IncompleteMessages
 from .transports.reactor import Reactor
 from .transports.websocket import WebSocketTransport, open_websocket
@@ -46,11 +63,69 @@ __all__ = ["Server", "WebSocketService"]
 logger = logging.getLogger("channels_actor.server")
 
 MAX_BODY = 1024 * 1024
-REQUEST_TIMEOUT = 10.0
+_RECV_FLAGS = getattr(socket, "MSG_DONTWAIT", 0)
+_SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
+
+
+class _Request:
+    """One HTTP request on its way in: read on the reactor, served on a handshake thread.
+
+    ``data`` is the head and what followed it until the head is parsed
+    (``head`` is None), then the body read so far, ``body_length`` bytes in all.
+    """
+
+    __slots__ = (
+        "address",
+        "body_length",
+        "data",
+        "deadline",
+        "environ",
+        "head",
+        "local",
+        "searched",
+        "service",
+        "sock",
+    )
+
+    def __init__(
+        self,
+        service: WebSocketService,
+        sock: socket.socket,
+        address: Any,
+        local: tuple[str, int],
+        deadline: float,
+    ) -> None:
+        self.service = service
+        self.sock = sock
+        self.address = address
+        self.local = local
+        self.deadline = deadline
+        self.data: bytes | bytearray = b""
+        self.searched = 0  # bytes of data already searched for the head's end
+        self.head: RequestHead | None = None
+        self.environ: dict[str, Any] = {}
+        self.body_length = 0
+
+    def __repr__(self) -> str:
+        return f"<HTTP request from {self.address}>"
+
+    def complete(self) -> bool:
+        """Has what the next step needs arrived? Raises BadRequest (431) for a huge head."""
+        if self.head is not None:
+            return len(self.data) >= self.body_length
+        end = head_end(self.data, start=self.searched)
+        self.searched = len(self.data)
+        return end >= 0
+
+    def on_readable(self) -> None:
+        self.service._receive(self, registered=True)
+
+    def on_writable(self) -> None:
+        return None
 
 
 class _HandshakeThreads:
-    """Threads that read HTTP requests and run ``connect``, fed by the reactor.
+    """Threads that parse complete HTTP requests and run ``connect``, fed by the reactor.
 
     A bare queue and loop: ``ThreadPoolExecutor.submit`` made a future, a
     condition and a semaphore round per accepted socket, which showed in the
@@ -58,9 +133,7 @@ class _HandshakeThreads:
     """
 
     def __init__(self, count: int, service: WebSocketService) -> None:
-        self._queue: queue.SimpleQueue[tuple[socket.socket, Any, tuple[str, int]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._service = service
         self._closed = False
         self._threads = [
@@ -70,12 +143,12 @@ class _HandshakeThreads:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, sock: socket.socket, address: Any, local: tuple[str, int]) -> None:
-        """Serve ``sock`` (accepted on ``local``) on a handshake thread; closed if shut down."""
+    def submit(self, request: _Request) -> None:
+        """Serve ``request`` on a handshake thread; its socket is closed if shut down."""
         if self._closed:
-            sock.close()
+            request.sock.close()
             return
-        self._queue.put((sock, address, local))
+        self._queue.put(request)
 
     def shutdown(self) -> None:
         """Let the running requests finish, close the waiting sockets, join the threads."""
@@ -90,7 +163,7 @@ class _HandshakeThreads:
             except queue.Empty:
                 return
             if item is not None:
-                item[0].close()
+                item.sock.close()
 
     def _loop(self) -> None:
         while True:
@@ -98,9 +171,9 @@ class _HandshakeThreads:
             if item is None:
                 return
             if self._closed:
-                item[0].close()
+                item.sock.close()
                 continue
-            _serve_http(self._service, *item)
+            _serve_request(item)
 
 
 class WebSocketService:
@@ -119,6 +192,8 @@ class WebSocketService:
         self.incomplete = IncompleteMessages(
             endpoint.config.max_incomplete_bytes, endpoint.counters
         )
+        self._incoming: set[_Request] = set()  # requests still arriving (reactor thread only)
+        self.request_timeout = endpoint.config.request_timeout
 
     def start(self) -> None:
         with self._lock:
@@ -135,6 +210,8 @@ class WebSocketService:
                 config.write_timeout / 4,
             )
             self.reactor.every(sweep, self._sweep)
+            # A request is closed at most a quarter of its timeout past its deadline.
+            self.reactor.every(min(1.0, self.request_timeout / 4), self._sweep_requests)
 
     @property
     def pool(self) -> _HandshakeThreads:
@@ -168,6 +245,7 @@ class WebSocketService:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        self.reactor.call_soon(self._close_incoming)  # after what the pool queued, if anything
         self.reactor.stop(timeout)
         self.reactor = Reactor()
         self.flow = self._flow_control()
@@ -198,6 +276,101 @@ class WebSocketService:
     def _closed(self, transport: WebSocketTransport) -> None:
         with self._lock:
             self._transports.discard(transport)
+
+    # reading requests (reactor thread) ------------------------------------------------
+
+    def accepted(self, sock: socket.socket, address: Any, local: tuple[str, int]) -> None:
+        """A new connection on ``local``: read its request, serve it once complete."""
+        deadline = time.monotonic() + self.request_timeout
+        self._receive(_Request(self, sock, address, local, deadline), registered=False)
+
+    def _receive(self, request: _Request, *, registered: bool) -> None:
+        """Read what has arrived; hand a complete request to the pool, else wait for more."""
+        try:
+            chunk: bytes | None = request.sock.recv(65536, _RECV_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            chunk = None
+        except OSError:
+            chunk = b""
+        if chunk == b"":  # the client left, or reset
+            self._forget(request, registered=registered)
+            request.sock.close()
+            return
+        if chunk is not None:
+            data = request.data
+            if not data:
+                request.data = chunk
+            else:
+                if isinstance(data, bytes):
+                    data = request.data = bytearray(data)
+                data += chunk
+            try:
+                done = request.complete()
+            except BadRequest as exc:
+                self._forget(request, registered=registered)
+                _refuse_now(request, exc)
+                return
+            if done:
+                self._forget(request, registered=registered)
+                pool = self._pool
+                if pool is None:  # stopping
+                    request.sock.close()
+                else:
+                    pool.submit(request)
+                return
+        if not registered:
+            self._wait(request)
+
+    def _wait(self, request: _Request) -> None:
+        """Read ``request`` when more of it arrives (reactor thread)."""
+        if not self._started:
+            request.sock.close()
+            return
+        self.reactor.register(request.sock, request)
+        self._incoming.add(request)
+
+    def _forget(self, request: _Request, *, registered: bool) -> None:
+        if registered:
+            self.reactor.unregister(request.sock)
+            self._incoming.discard(request)
+
+    def _sweep_requests(self) -> None:
+        if not self._incoming:
+            return
+        now = time.monotonic()
+        for request in [item for item in self._incoming if item.deadline <= now]:
+            self._forget(request, registered=True)
+            self._timed_out(request)
+
+    def _timed_out(self, request: _Request) -> None:
+        self.endpoint.counters.incr("request_timeouts")
+        stage = "head" if request.head is None else "body"
+        logger.info(
+            "Closing the connection from %s: its request was not complete after %.1fs "
+            "(%d bytes of its %s received)",
+            request.address,
+            self.request_timeout,
+            len(request.data),
+            stage,
+        )
+        sock = request.sock
+        if request.data or request.head is not None:
+            # An answer for a client that sent part of a request; a connection opened
+            # and never used (a browser's preconnect) is just closed.
+            with contextlib.suppress(OSError):
+                # Unread bytes would turn the close into a reset that loses the 408; a
+                # few reads at most, so a client sending without end cannot keep us here.
+                for _ in range(4):
+                    if not sock.recv(65536, _RECV_FLAGS):
+                        break
+            with contextlib.suppress(OSError):
+                sock.send(response(408, [("content-type", "text/plain")], b""), _SEND_FLAGS)
+        sock.close()
+
+    def _close_incoming(self) -> None:
+        for request in list(self._incoming):
+            self._forget(request, registered=True)
+            request.sock.close()
 
     # upgrading -------------------------------------------------------------------
 
@@ -327,7 +500,7 @@ class Server:
             except OSError as exc:
                 logger.warning("accept() failed: %s", exc)
                 return
-            self._service.pool.submit(sock, address, self._local)
+            self._service.accepted(sock, address, self._local)
 
     def on_writable(self) -> None:
         return None
@@ -348,35 +521,53 @@ def set_io_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
-def _serve_http(
-    service: WebSocketService, sock: socket.socket, address: Any, local: tuple[str, int]
-) -> None:
-    """Read one HTTP request; upgrade it or answer it (handshake pool thread).
-
-    ``local`` is the listening address (``SERVER_NAME``/``SERVER_PORT``).
-    """
-    set_io_timeout(sock, REQUEST_TIMEOUT)
+def _serve_request(request: _Request) -> None:
+    """Serve a complete request: upgrade it or answer it (handshake pool thread)."""
+    sock = request.sock
     try:
-        head_bytes, rest = read_head(sock)
-        head = parse_head(head_bytes)
-        environ = _environ(head, address, local)
-        request = request_from_environ(environ)
-        mount = service.mount_for(request.path)
-        if mount is not None:
-            result = service.upgrade(mount, request, environ, sock, rest)
-            if isinstance(result, Rejected):
-                text = result.body.encode()
-                _reply_and_close(sock, result.status, [("content-type", "text/plain")], text)
-            return
-        _serve_app(service, sock, head, environ, rest)
+        if request.head is None:
+            _serve_head(request)
+        else:
+            _serve_app(request)
     except BadRequest as exc:
-        logger.info("Bad HTTP request from %s: %s", address, exc.reason)
-        _reply_and_close(sock, exc.status, [("content-type", "text/plain")], exc.reason.encode())
+        logger.info("Bad HTTP request from %s: %s", request.address, exc.reason)
+        body = exc.reason.encode()
+        _reply_and_close(request, exc.status, [("content-type", "text/plain")], body)
     except OSError:  # includes timeouts and resets
         sock.close()
     except Exception:
-        logger.exception("Serving %s failed", address)
+        logger.exception("Serving %s failed", request.address)
         sock.close()
+
+
+def _serve_head(request: _Request) -> None:
+    """Parse the head; upgrade, or read the body on the reactor, or answer ``http_app``.
+
+    ``request.local`` is the listening address (``SERVER_NAME``/``SERVER_PORT``).
+    """
+    service = request.service
+    data = request.data
+    end = head_end(data)
+    head = parse_head(bytes(data[:end]))
+    rest = bytes(data[end:])
+    environ = _environ(head, request.address, request.local)
+    parsed = request_from_environ(environ)
+    mount = service.mount_for(parsed.path)
+    if mount is not None:
+        result = service.upgrade(mount, parsed, environ, request.sock, rest)
+        if isinstance(result, Rejected):
+            text = result.body.encode()
+            _reply_and_close(request, result.status, [("content-type", "text/plain")], text)
+        return
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        raise BadRequest(501, "request bodies with Transfer-Encoding are not supported")
+    request.head, request.environ, request.data = head, environ, rest
+    request.body_length = content_length(environ.get("CONTENT_LENGTH"), MAX_BODY)
+    if len(rest) < request.body_length:
+        # The reactor reads the rest, within the same deadline, then hands it back.
+        service.reactor.call_soon(partial(service._wait, request))
+        return
+    _serve_app(request)
 
 
 def _environ(head: RequestHead, address: Any, local: tuple[str, int]) -> dict[str, Any]:
@@ -400,37 +591,22 @@ def _environ(head: RequestHead, address: Any, local: tuple[str, int]) -> dict[st
     return environ
 
 
-def _serve_app(
-    service: WebSocketService,
-    sock: socket.socket,
-    head: RequestHead,
-    environ: dict[str, Any],
-    body: bytes,
-) -> None:
+def _serve_app(request: _Request) -> None:
+    """Answer a complete plain request with ``http_app`` (handshake pool thread)."""
     import io
     import sys
 
-    if "HTTP_TRANSFER_ENCODING" in environ:
-        raise BadRequest(501, "request bodies with Transfer-Encoding are not supported")
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise BadRequest(400, "malformed Content-Length") from None
-    if length > MAX_BODY or length < 0:
-        raise BadRequest(413, "request body too large")
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise BadRequest(400, "connection closed inside the request body")
-        body += chunk
-    app = service.endpoint.http_app
+    head, environ, length = request.head, request.environ, request.body_length
+    assert head is not None
+    body = bytes(request.data[:length])
+    app = request.service.endpoint.http_app
     if app is None:
-        _reply_and_close(sock, 404, [("content-type", "text/plain")], b"Not Found")
+        _reply_and_close(request, 404, [("content-type", "text/plain")], b"Not Found")
         return
     environ.update(
         {
             "wsgi.version": (1, 0),
-            "wsgi.input": io.BytesIO(body[:length]),
+            "wsgi.input": io.BytesIO(body),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
@@ -459,15 +635,38 @@ def _serve_app(
         headers = [(k, v) for k, v in headers if k != "content-length"]
         headers.append(("content-length", str(len(payload))))
         payload = b""
-    _reply_and_close(sock, status, headers, payload)
+    _reply_and_close(request, status, headers, payload)
 
 
 def _reply_and_close(
-    sock: socket.socket, status: int, headers: list[tuple[str, str]], body: bytes
+    request: _Request, status: int, headers: list[tuple[str, str]], body: bytes
 ) -> None:
+    """Send a response, giving up after ``request_timeout``, and close (pool thread).
+
+    One deadline for the whole answer, not a timeout per ``send``: a client
+    that reads a byte now and then would otherwise hold the thread for as long
+    as it likes.
+    """
+    sock = request.sock
+    view = memoryview(response(status, headers, body))
+    deadline = time.monotonic() + request.service.request_timeout
     try:
-        sock.sendall(response(status, headers, body))
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            set_io_timeout(sock, max(remaining, 0.001))
+            view = view[sock.send(view) :]
     except OSError:
         pass
     finally:
         sock.close()
+
+
+def _refuse_now(request: _Request, exc: BadRequest) -> None:
+    """Answer a request refused while it arrived, without blocking (reactor thread)."""
+    logger.info("Bad HTTP request from %s: %s", request.address, exc.reason)
+    reply = response(exc.status, [("content-type", "text/plain")], exc.reason.encode())
+    with contextlib.suppress(OSError):
+        request.sock.send(reply, _SEND_FLAGS)
+    request.sock.close()

@@ -9,11 +9,18 @@ connection socket, its serializer and the subprotocol to answer.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .serializers.negotiate import for_vsn
-from .transports.handshake import Request, auth_token, build_connect_info, origin_allowed
+from .transports.handshake import (
+    Request,
+    auth_token,
+    build_connect_info,
+    origin_allowed,
+)
 from .transports.http import valid_websocket_key
 
 if TYPE_CHECKING:
@@ -24,6 +31,23 @@ if TYPE_CHECKING:
 __all__ = ["Accepted", "Rejected", "decide_upgrade"]
 
 logger = logging.getLogger("channels_actor.transport")
+
+_warned: weakref.WeakSet[Endpoint] = weakref.WeakSet()  # endpoints told about url_host
+_warned_lock = threading.Lock()
+
+
+def _warn_no_url_host(endpoint: Endpoint) -> None:
+    """Say once per endpoint why a non-loopback origin is refused by ``check_origin=True``."""
+    with _warned_lock:
+        if endpoint in _warned:
+            return
+        _warned.add(endpoint)
+    logger.warning(
+        "check_origin=True with no url_host accepts only loopback origins (localhost, "
+        "127.0.0.1, [::1]); set "
+        "Endpoint(url_host='your.host.name') to the name browsers reach this endpoint by, "
+        "or pass check_origin=[...] with the allowed origins",
+    )
 
 
 @dataclass(frozen=True)
@@ -60,12 +84,15 @@ def decide_upgrade(endpoint: Endpoint, mount: Mount, request: Request) -> Accept
         return Rejected(403, f"Unsupported serializer version vsn={shown}: use 1.0.0 or 2.0.0")
     check = mount.options.get("check_origin", endpoint.config.check_origin)
     origin = request.header("origin")
-    if not origin_allowed(origin, check, request.header("host")):
+    url_host = endpoint.config.url_host
+    if not origin_allowed(origin, check, url_host):
         logger.error(
             "Could not check origin for Phoenix.Socket transport. Origin of the request: %s. "
             "Allow it with Endpoint(check_origin=[...]) or the socket's check_origin option.",
             endpoint.config.redactor.preview(origin),
         )
+        if check is True and url_host is None:
+            _warn_no_url_host(endpoint)
         return Rejected(403, "Origin not allowed")
     token, token_sent = auth_token(request)
     connect_info = build_connect_info(request, token, token_sent)

@@ -5,8 +5,11 @@ is for: every joined ``room:*`` topic is a channel actor, the official
 phoenix.js client talks to it unchanged, and the usual Phoenix idioms work
 (``after_join`` through ``handle_info``, broadcasts, an ``intercept`` with
 ``handle_out``, cleanup in ``terminate``). It is also the example users copy,
-so it stays small and plain: an in-memory history, a stdlib WSGI app for the
-page, no build step for the JavaScript.
+so it stays small and plain: an in-memory history (bounded: the last
+``HISTORY_SIZE`` messages of the ``MAX_ROOMS`` rooms most recently written to),
+a stdlib WSGI app for the page, no build step for the JavaScript. It checks
+origins: a WebSocket is accepted only from a page of the host and port it
+serves on (``--url-host`` names the host when it listens on every interface).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import sys
 import threading
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -45,6 +48,7 @@ __all__ = [
     "RoomHistory",
     "StaticApp",
     "build_endpoint",
+    "demo_origins",
     "history_for",
     "main",
 ]
@@ -54,24 +58,44 @@ logger = logging.getLogger("channels_actor.demo")
 MAX_NAME = 32
 MAX_BODY = 500
 HISTORY_SIZE = 50
+MAX_ROOMS = 100
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 # the shared history -----------------------------------------------------------------
 
 
 class RoomHistory:
-    """The last ``limit`` messages of each room, safe to use from every channel actor."""
+    """The last ``limit`` messages of each of the ``max_rooms`` rooms most recently
+    written to, safe to use from every channel actor.
 
-    def __init__(self, limit: int = HISTORY_SIZE) -> None:
+    Both bounds matter: anyone may join any ``room:*``, so without ``max_rooms``
+    a client writing to ever new rooms would grow the history without end.
+    """
+
+    def __init__(self, limit: int = HISTORY_SIZE, max_rooms: int = MAX_ROOMS) -> None:
         self.limit = limit
-        self._rooms: dict[str, deque[dict[str, Any]]] = {}
+        self.max_rooms = max_rooms
+        self._rooms: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, room: str, message: Mapping[str, Any]) -> None:
-        """Remember ``message``; the oldest one goes once the room holds ``limit``."""
+        """Remember ``message``; the oldest one goes once the room holds ``limit``, and
+        the room least recently written to is forgotten once there are ``max_rooms``."""
         with self._lock:
-            messages = self._rooms.setdefault(room, deque(maxlen=self.limit))
+            messages = self._rooms.get(room)
+            if messages is None:
+                messages = self._rooms[room] = deque(maxlen=self.limit)
+                while len(self._rooms) > self.max_rooms:
+                    self._rooms.popitem(last=False)
+            else:
+                self._rooms.move_to_end(room)
             messages.append(dict(message))
+
+    def __len__(self) -> int:
+        """How many rooms have a history."""
+        with self._lock:
+            return len(self._rooms)
 
     def recent(self, room: str) -> list[dict[str, Any]]:
         """A copy of the room's messages, oldest first."""
@@ -252,13 +276,33 @@ class StaticApp:
         return [body]
 
 
-def build_endpoint(**config: Any) -> Endpoint:
+def demo_origins(host: str, port: int, url_host: str | None = None) -> list[str]:
+    """The origins the demo's own page has when served on ``host:port``.
+
+    ``url_host`` is the name browsers use; without one, a loopback or
+    every-interface ``host`` (``0.0.0.0``, ``::``) means the loopback names, and
+    another ``host`` means itself. Scheme aside, only these pass ``check_origin``.
+    """
+    if url_host:
+        names: Sequence[str] = [url_host]
+    elif host in ("", "0.0.0.0", "::") or host.strip("[]") in ("localhost", "127.0.0.1", "::1"):
+        names = LOOPBACK_NAMES
+    else:
+        names = [f"[{host}]" if ":" in host else host]
+    return [f"//{name}:{port}" for name in names]
+
+
+def build_endpoint(
+    *, host: str = "127.0.0.1", port: int = 4000, url_host: str | None = None, **config: Any
+) -> Endpoint:
     """The demo's endpoint: ``DemoSocket`` at ``/socket`` and the page for other requests.
 
+    ``host``, ``port`` and ``url_host`` say where the page is served, so that
+    only the demo's own page may open its WebSocket (:func:`demo_origins`);
     ``config`` goes to :class:`Endpoint` (tests pick ``actor_mode``, say).
-    Origins are not checked: the demo is meant for localhost.
     """
-    endpoint = Endpoint(**{"check_origin": False, **config})
+    origins = demo_origins(host, port, url_host)
+    endpoint = Endpoint(**{"check_origin": origins, **config})
     endpoint.socket("/socket", DemoSocket)
     endpoint.http_app = StaticApp()
     return endpoint
@@ -269,8 +313,8 @@ def build_endpoint(**config: Any) -> Endpoint:
 
 def _port(text: str) -> int:
     port = int(text)
-    if not 0 <= port <= 65535:
-        msg = f"{port} is not a TCP port (0 to 65535)"
+    if not 1 <= port <= 65535:  # not 0 either: the origin check needs the real port
+        msg = f"{port} is not a TCP port (1 to 65535)"
         raise argparse.ArgumentTypeError(msg)
     return port
 
@@ -290,6 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
     parser.add_argument("--port", type=_port, default=4000, help="TCP port (4000)")
+    parser.add_argument(
+        "--url-host",
+        default=None,
+        help="the host name browsers use to reach the demo, when it is not --host "
+        "(with --host 0.0.0.0, say); only pages from it may open the WebSocket",
+    )
     options = parser.parse_args(args)
 
     logging.basicConfig(
@@ -300,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:
         logger.error("%s", exc)
         return 1
-    endpoint = build_endpoint()
+    endpoint = build_endpoint(host=options.host, port=options.port, url_host=options.url_host)
     logger.info("Demo chat at http://%s:%d/", options.host, options.port)
     try:
         endpoint.serve(host=options.host, port=options.port)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
+    "LOOPBACK_HOSTS",
     "Request",
     "auth_token",
     "build_connect_info",
@@ -104,30 +105,45 @@ def auth_token(request: Request) -> tuple[str | None, bool]:
     return None, False
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def origin_allowed(
     origin: str | None,
     check: bool | Sequence[str] | Callable[[str], bool],
-    request_host: str | None,
+    url_host: str | None = None,
 ) -> bool:
     """Phoenix's ``check_origin``: allow when no ``Origin`` header was sent.
 
-    ``True`` requires the origin's host to equal the request's ``Host``
-    (without port); a list allows each ``"scheme://host:port"`` entry where
-    scheme and port are compared only when given and ``//*.example.com``
-    matches the host and its subdomains; a callable decides itself.
+    ``True`` requires the origin's host to equal ``url_host`` (the endpoint's
+    configured host, compared without scheme or port, as Phoenix compares
+    ``url[:host]``); with no ``url_host``, only the loopback names in
+    :data:`LOOPBACK_HOSTS` pass. The request's own ``Host`` header is never
+    the reference: a DNS-rebinding page controls both it and the origin.
+    A list allows each ``"scheme://host:port"`` entry where scheme and port
+    are compared only when given and ``//*.example.com`` matches the host and
+    its subdomains; a callable decides itself.
     """
     if origin is None or check is False:
         return True
-    parsed = urlsplit(origin)
-    host = (parsed.hostname or "").lower()
+    try:
+        parsed = urlsplit(origin)
+        host = (parsed.hostname or "").lower()
+    except ValueError:  # "http://[::1": not a URL
+        return False
     if not host:
         return False
     if check is True:
-        expected = (request_host or "").rsplit(":", 1)[0].strip("[]").lower()
-        return host == expected
+        if url_host is None:
+            return host in LOOPBACK_HOSTS
+        return host == url_host.strip("[]").lower()
     if callable(check):
         return bool(check(origin))
-    return any(_origin_matches(parsed.scheme, host, parsed.port, allowed) for allowed in check)
+    try:
+        port = parsed.port
+    except ValueError:  # a port that is not a number, or out of range
+        return False
+    return any(_origin_matches(parsed.scheme, host, port, allowed) for allowed in check)
 
 
 def _origin_matches(scheme: str, host: str, port: int | None, allowed: str) -> bool:

@@ -7,6 +7,10 @@ strict parser takes a few, which matters when thousands of clients connect
 per second. Anything unusual (obsolete line folding, a bad request line,
 ``Transfer-Encoding`` on a request, an oversized head) is refused with a
 status code rather than interpreted. Pure functions, except :func:`read_head`.
+
+The reasons given in :class:`BadRequest` end up in logs, so they say what was
+wrong and how big it was, never the bytes themselves: a request line carries
+the query string, which often carries a token.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ __all__ = [
     "BadRequest",
     "RequestHead",
     "accept_key",
+    "content_length",
+    "head_end",
     "parse_head",
     "read_head",
     "response",
@@ -29,6 +35,8 @@ __all__ = [
 ]
 
 MAX_HEAD = 64 * 1024
+_HEAD_END = b"\r\n\r\n"
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # \Z, not $: "$" also matches before a final newline, which would let a bare LF through.
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -72,15 +80,28 @@ class RequestHead:
     headers: list[tuple[str, str]]
 
 
+def head_end(data: bytes | bytearray, limit: int = MAX_HEAD, start: int = 0) -> int:
+    """Where the head in ``data`` ends (after its blank line), or -1 if it has not yet.
+
+    ``start`` skips what an earlier call already searched (less the 3 bytes a
+    blank line may straddle). Raises :class:`BadRequest` (431) when more than
+    ``limit`` bytes came without one.
+    """
+    end = data.find(_HEAD_END, max(0, start - 3))
+    if end >= 0:
+        return end + 4
+    if len(data) > limit:
+        raise BadRequest(431, f"request head too large (over {limit} bytes without its end)")
+    return -1
+
+
 def read_head(sock: socket.socket, limit: int = MAX_HEAD) -> tuple[bytes, bytes]:
     """Read up to the blank line ending the head; return ``(head, bytes after it)``."""
     data = b""
     while True:
-        end = data.find(b"\r\n\r\n")
+        end = head_end(data, limit)
         if end >= 0:
-            return data[: end + 4], data[end + 4 :]
-        if len(data) > limit:
-            raise BadRequest(431, "request head too large")
+            return data[:end], data[end:]
         chunk = sock.recv(65536)
         if not chunk:
             raise BadRequest(400, "connection closed before the request head ended")
@@ -90,25 +111,59 @@ def read_head(sock: socket.socket, limit: int = MAX_HEAD) -> tuple[bytes, bytes]
 def parse_head(head: bytes) -> RequestHead:
     """Parse a request head (ending with the blank line) strictly."""
     lines = head.split(b"\r\n")
-    try:
-        method, target, version = lines[0].split(b" ")
-    except ValueError:
-        raise BadRequest(400, f"malformed request line {lines[0][:100]!r}") from None
-    if not _TOKEN.match(method) or not _VERSION.match(version) or not target or _CTL.search(target):
-        raise BadRequest(400, f"malformed request line {lines[0][:100]!r}")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        msg = (
+            f"malformed request line ({len(lines[0])} bytes in {len(parts)} space-separated "
+            "parts, not 3: method, target, version)"
+        )
+        raise BadRequest(400, msg)
+    method, target, version = parts
+    if not _TOKEN.match(method):
+        raise BadRequest(400, f"malformed request line (a {len(method)}-byte method not a token)")
+    if not _VERSION.match(version):
+        msg = f"malformed request line (a {len(version)}-byte version not HTTP/1.x)"
+        raise BadRequest(400, msg)
+    if not target:
+        raise BadRequest(400, "malformed request line (an empty target)")
+    if _CTL.search(target):
+        raise BadRequest(400, "malformed request line (a control character in the target)")
     headers: list[tuple[str, str]] = []
-    for line in lines[1:]:
+    for number, line in enumerate(lines[1:], 1):
         if not line:
             continue
         if line[:1] in (b" ", b"\t"):
             raise BadRequest(400, "obsolete header line folding is not accepted")
         name, sep, value = line.partition(b":")
         if not sep or not _TOKEN.match(name) or _CTL.search(value):
-            raise BadRequest(400, f"malformed header line {line[:100]!r}")
+            msg = (
+                f"malformed header line {number} ({len(line)} bytes; expected 'name: value' "
+                "without control characters)"
+            )
+            raise BadRequest(400, msg)
         headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
     return RequestHead(
         method.decode("ascii"), target.decode("latin-1"), version.decode("ascii"), headers
     )
+
+
+def content_length(value: str | None, limit: int) -> int:
+    """The body size a ``Content-Length`` value announces (0 when absent).
+
+    Raises :class:`BadRequest`: 400 unless the value is plain decimal digits
+    (``-1``, ``+5``, ``0x10``, ``1,2`` and repeated differing values are all
+    malformed), 413 when it is over ``limit``.
+    """
+    if value is None or value == "":
+        return 0
+    values = {item.strip() for item in value.split(",")}
+    if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
+        msg = f"malformed Content-Length ({len(value)} characters; expected decimal digits)"
+        raise BadRequest(400, msg)
+    length = int(next(iter(values)))
+    if length > limit:
+        raise BadRequest(413, f"request body too large ({length} bytes; at most {limit})")
+    return length
 
 
 def accept_key(key: str) -> str:

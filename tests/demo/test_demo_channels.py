@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,15 @@ import pytest
 from channels_actor import Endpoint, Message, Socket
 from channels_actor import testing as ct
 from channels_actor.__main__ import main as cli_main
-from channels_actor.demo import DemoSocket, RoomHistory, build_endpoint, history_for
+from channels_actor.demo import (
+    HISTORY_SIZE,
+    MAX_ROOMS,
+    DemoSocket,
+    RoomHistory,
+    build_endpoint,
+    demo_origins,
+    history_for,
+)
 from channels_actor.demo import main as demo_main
 from channels_actor.demo.assets import phoenix_js_path
 
@@ -204,6 +213,27 @@ def test_room_history_keeps_the_last_messages_and_hands_out_copies() -> None:
     assert history.recent("empty") == []
 
 
+def test_room_history_forgets_the_room_least_recently_written_to() -> None:
+    history = RoomHistory(limit=2, max_rooms=3)
+    for room in ("a", "b", "c"):
+        history.add(room, {"body": room})
+    history.add("a", {"body": "a2"})  # a is now the most recent
+    history.add("d", {"body": "d"})  # one room too many: b, the oldest, goes
+    assert len(history) == 3
+    assert history.recent("b") == []
+    assert [m["body"] for m in history.recent("a")] == ["a", "a2"]
+    for n in range(1000):  # a client writing to ever new rooms
+        history.add(f"room-{n}", {"body": "x"})
+    assert len(history) == 3
+    assert [m["body"] for m in history.recent("room-999")] == ["x"]
+
+
+def test_an_endpoints_history_is_bounded() -> None:
+    history = history_for(Endpoint())
+    assert (history.limit, history.max_rooms) == (HISTORY_SIZE, MAX_ROOMS)
+    assert HISTORY_SIZE <= 100 and MAX_ROOMS <= 1000
+
+
 def test_each_endpoint_has_its_own_history() -> None:
     first, second = Endpoint(), Endpoint()
     history_for(first).add("lobby", {"body": "one"})
@@ -240,7 +270,52 @@ def http_app() -> Iterator[Callable[..., Any]]:
 def test_endpoint_mounts_the_demo_socket() -> None:
     endpoint = build_endpoint()
     assert isinstance(endpoint.mounts["/socket"].handler, DemoSocket)
-    assert endpoint.config.check_origin is False
+    assert endpoint.config.check_origin == [
+        "//localhost:4000", "//127.0.0.1:4000", "//[::1]:4000"
+    ]
+
+
+@pytest.mark.parametrize(("host", "url_host", "origins"), [
+    ("0.0.0.0", None, ["//localhost:4321", "//127.0.0.1:4321", "//[::1]:4321"]),
+    ("::1", None, ["//localhost:4321", "//127.0.0.1:4321", "//[::1]:4321"]),
+    ("192.168.1.5", None, ["//192.168.1.5:4321"]),
+    ("fe80::1", None, ["//[fe80::1]:4321"]),
+    ("0.0.0.0", "chat.lan", ["//chat.lan:4321"]),
+])
+def test_the_demo_accepts_only_its_own_origins(host: str, url_host: str | None,
+                                               origins: list[str]) -> None:
+    assert demo_origins(host, 4321, url_host) == origins
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _upgrade_status(port: int, origin: str) -> int:
+    request = (
+        f"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Origin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+def test_the_served_demo_refuses_other_origins() -> None:
+    port = _free_port()
+    endpoint = build_endpoint(host="127.0.0.1", port=port)
+    endpoint.start("127.0.0.1", port)
+    try:
+        assert _upgrade_status(port, f"http://localhost:{port}") == 101
+        assert _upgrade_status(port, f"http://127.0.0.1:{port}") == 101
+        assert _upgrade_status(port, "http://evil.example") == 403
+        assert _upgrade_status(port, f"http://evil.example:{port}") == 403
+        assert _upgrade_status(port, f"http://localhost:{port + 1}") == 403
+    finally:
+        endpoint.stop()
 
 
 @pytest.mark.parametrize(("path", "content_type", "marker"), [
@@ -349,9 +424,10 @@ def test_demo_command_fails_clearly_without_phoenix_js(monkeypatch: pytest.Monke
     assert "install npm" in caplog.text
 
 
-def test_demo_command_rejects_a_bad_port() -> None:
+@pytest.mark.parametrize("port", ["70000", "0"])  # 0: the origin check needs the real port
+def test_demo_command_rejects_a_bad_port(port: str) -> None:
     with pytest.raises(SystemExit) as info:
-        demo_main(["--port", "70000"])
+        demo_main(["--port", port])
     assert info.value.code == 2
 
 

@@ -60,8 +60,21 @@ def test_connect_info() -> None:
     ("origin", "check", "host", "allowed"),
     [
         (None, True, "a.com", True),
-        ("https://a.com", True, "a.com:443", True),
+        ("https://a.com", True, "a.com", True),
+        ("https://A.com:8443", True, "a.COM", True),  # Phoenix compares url[:host] only
         ("https://b.com", True, "a.com", False),
+        ("https://x.a.com", True, "a.com", False),
+        ("https://localhost", True, "a.com", False),  # a configured host replaces loopback
+        # no url_host: loopback origins only, whatever the request's Host header says
+        ("http://localhost:4000", True, None, True),
+        ("http://127.0.0.1:4000", True, None, True),
+        ("http://[::1]:4000", True, None, True),
+        ("http://evil.example", True, None, False),
+        ("http://127.0.0.1.evil.example", True, None, False),
+        ("http://localhost.evil.example", True, None, False),
+        ("null", True, None, False),
+        ("http://[::1", True, None, False),  # unparsable
+        ("http://a.com:99999", ["//a.com"], None, False),  # a port out of range
         ("https://b.com", False, "a.com", True),
         ("https://a.com", ["https://a.com"], None, True),
         ("http://a.com", ["https://a.com"], None, False),
@@ -102,6 +115,8 @@ def test_close_frame_and_shared_frame() -> None:
 from channels_actor.transports.http import (  # noqa: E402
     BadRequest,
     accept_key,
+    content_length,
+    head_end,
     parse_head,
     response,
     switching_protocols,
@@ -153,6 +168,57 @@ def test_parse_head_refuses_what_it_does_not_understand(raw: bytes) -> None:
     with pytest.raises(BadRequest) as info:
         parse_head(raw)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /socket/websocket?token=SECRET HTTP/1.1 x\r\n\r\n",
+        b"GET /socket/websocket?token=SECRET\r\n\r\n",
+        b"G(T /?token=SECRET HTTP/1.1\r\n\r\n",
+        b"GET /?token=SECRET HTTP/9 SECRET\r\n\r\n",
+        b"GET /?token=SECRET HTTP/SECRET\r\n\r\n",
+        b"GET / HTTP/1.1\r\nAuthorization SECRET\r\n\r\n",
+    ],
+)
+def test_bad_request_reasons_give_sizes_not_bytes(raw: bytes) -> None:
+    """The reason is logged; the request line carries query strings (tokens)."""
+    with pytest.raises(BadRequest) as info:
+        parse_head(raw)
+    assert info.value.status == 400
+    assert "SECRET" not in info.value.reason and "byte" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "length"),
+    [(None, 0), ("", 0), ("0", 0), ("12", 12), (" 12 ", 12), ("12, 12", 12), ("1048576", 1048576)],
+)
+def test_content_length(value: str | None, length: int) -> None:
+    assert content_length(value, 1048576) == length
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [
+        ("-1", 400), ("+5", 400), ("0x10", 400), ("1e3", 400), ("١٢", 400), ("12, 13", 400),
+        ("1 2", 400), ("five", 400), ("9" * 40, 400), ("1048577", 413), ("99999999", 413),
+    ],
+)
+def test_malformed_content_length_is_400_and_oversized_is_413(value: str, status: int) -> None:
+    with pytest.raises(BadRequest) as info:
+        content_length(value, 1048576)
+    assert info.value.status == status
+    assert value.strip() not in info.value.reason or status == 413
+
+
+def test_head_end_resumes_a_search_across_chunks() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: x\r\n\r"
+    assert head_end(data) == -1
+    data += b"\nrest"
+    assert head_end(data, start=len(data) - 5) == len(data) - 4  # the blank line straddled
+    with pytest.raises(BadRequest) as info:
+        head_end(b"x" * 101, limit=100)
+    assert info.value.status == 431
 
 
 def test_response_bytes() -> None:
