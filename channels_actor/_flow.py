@@ -30,9 +30,12 @@ is slowed by the mailbox of the PubSub. Here the slowing is explicit:
   of the application) are not slowed: the hard per-connection bound
   (``max_buffer``) applies to what they cause, and a subscriber that falls
   that far behind is closed with 1008.
-* A client that stops reading is congested too, and holds publishers back
-  until it is closed: at ``write_timeout`` without draining a byte, or at
-  once when its backlog passes ``max_buffer``.
+* A congested client that takes nothing from its queue for ``stall_grace``
+  (a second at most) is *stalled*: it has stopped reading rather than
+  reading slowly, so it stops holding publishers back (one dead client must
+  not freeze every room). Its backlog then grows until it passes
+  ``max_buffer`` or ``write_timeout`` runs out, and it is closed with 1008.
+  If it starts draining again it is congested again.
 
 Each pause is counted (``backpressure_pauses``) with its duration
 (``backpressure_paused_seconds``) in the endpoint's counters. The decisions
@@ -60,6 +63,10 @@ logger = logging.getLogger("channels_actor.transport")
 class Pausable(Protocol):
     """A connection whose reading can stop; both methods run on the reactor thread."""
 
+    def draining(self, horizon: float) -> bool:
+        """True if the client took bytes since ``horizon`` (``time.monotonic()``)."""
+        ...
+
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
@@ -75,6 +82,8 @@ class FlowControl:
         queue_high: pause publishers when the inbox holds more than this.
         queue_low: resume when it holds fewer than this (and nothing is congested).
         check_interval: how often a pause looks whether it can end.
+        stall_grace: seconds a congested connection may drain nothing and
+            still hold publishers back; past it, it is stalled.
     """
 
     def __init__(
@@ -86,6 +95,7 @@ class FlowControl:
         queue_high: int,
         queue_low: int,
         check_interval: float = 0.001,
+        stall_grace: float = 1.0,
     ) -> None:
         self._reactor = reactor
         self.counters = counters
@@ -96,7 +106,8 @@ class FlowControl:
         self._lock = threading.Lock()
         # each publisher with the mailbox depth of the channel that last broadcast
         self._publishers: dict[Pausable, Callable[[], int]] = {}
-        self._congested = 0
+        self._stall_grace = stall_grace
+        self._congested: set[Pausable] = set()
         self._paused_since: float | None = None
 
     @property
@@ -121,21 +132,30 @@ class FlowControl:
                 self._reactor.call_soon(publisher.pause_reading)
                 return
         if self._paused_since is None and (
-            self._congested or self._queue_depth() + backlog() > self._queue_high
+            self._queue_depth() + backlog() > self._queue_high or self._draining_congested()
         ):
             self._pause()
 
-    def congested(self) -> None:
-        """A connection's backlog passed its high mark."""
+    def congested(self, connection: Pausable) -> None:
+        """``connection``'s backlog passed its high mark."""
         with self._lock:
-            self._congested += 1
+            self._congested.add(connection)
         if self._paused_since is None and self._publishers:
             self._pause()
 
-    def clear(self) -> None:
-        """A congested connection drained below its low mark, or closed."""
+    def clear(self, connection: Pausable) -> None:
+        """A congested ``connection`` drained below its low mark, or closed."""
         with self._lock:
-            self._congested -= 1
+            self._congested.discard(connection)
+
+    def _draining_congested(self) -> int:
+        """Congested connections that are still taking bytes (not stalled)."""
+        if not self._congested:
+            return 0
+        horizon = time.monotonic() - self._stall_grace
+        with self._lock:
+            congested = list(self._congested)
+        return sum(1 for c in congested if c.draining(horizon))
 
     def forget(self, publisher: Pausable) -> None:
         """``publisher`` closed."""
@@ -156,7 +176,7 @@ class FlowControl:
                 "Pausing %d publishers: %d broadcasts queued, %d clients congested",
                 len(publishers),
                 self._queued(),
-                self._congested,
+                len(self._congested),
             )
         for publisher in publishers:
             self._reactor.call_soon(publisher.pause_reading)
@@ -169,7 +189,7 @@ class FlowControl:
 
     def _check(self) -> None:
         """Reactor thread: resume when the pressure is gone, else look again later."""
-        if self._congested or self._queued() >= self._queue_low:
+        if self._draining_congested() or self._queued() >= self._queue_low:
             self._reactor.call_later(self._interval, self._check)
             return
         with self._lock:

@@ -260,6 +260,7 @@ class WebSocketService:
             pubsub.backlog,
             queue_high=config.publish_queue_high,
             queue_low=config.publish_queue_low,
+            stall_grace=min(1.0, config.write_timeout / 4),
         )
 
     @property

@@ -41,9 +41,12 @@ connection's own wsproto state.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import selectors
 import socket
+import struct
+import termios
 import threading
 import time
 from collections import deque
@@ -73,6 +76,8 @@ __all__ = ["WebSocketTransport", "open_websocket"]
 
 logger = logging.getLogger("channels_actor.transport")
 
+# The kernel's unsent bytes of a socket (Linux SIOCOUTQ); None where unknown.
+_OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
 _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -227,6 +232,8 @@ class WebSocketTransport:
         self._pending_bytes = 0
         self._head_partial = False  # the first pending chunk is partly on the wire
         self._last_drain = 0.0  # when the kernel last took bytes from the queue
+        self._kernel_queued = 0  # the kernel's send queue when flow control last looked
+        self._kernel_taken = 0.0  # when it last saw that queue shrink
         self._write_timeout = write_timeout
         self._congested_at = max_buffer // 4  # flow control's high mark
         self._clear_at = max_buffer // 16  # and its low mark
@@ -320,7 +327,7 @@ class WebSocketTransport:
                 return
             if not self._congested and self._flow is not None:
                 self._congested = True
-                self._flow.congested()
+                self._flow.congested(self)
         if not self._writable_wanted:
             self._writable_wanted = True
             self._reactor.call_soon(self._want_write)
@@ -363,7 +370,7 @@ class WebSocketTransport:
         if self._congested:
             self._congested = False
             if self._flow is not None:
-                self._flow.clear()
+                self._flow.clear(self)
 
     def published(self, backlog: Callable[[], int]) -> None:
         """This connection's channel broadcast: flow control may hold its reading back.
@@ -404,6 +411,26 @@ class WebSocketTransport:
         if flushed:  # else on_writable shuts down once the queue is flushed
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_WR)
+
+    def draining(self, horizon: float) -> bool:
+        """Whether the client took bytes since ``horizon`` (flow control; any thread).
+
+        Our queue drains only when the kernel's send buffer has room, which
+        with megabytes of kernel buffer can take longer than the horizon for a
+        client that reads steadily; so a shrinking kernel send queue
+        (``SIOCOUTQ``, where the platform has it) counts as taking bytes too.
+        """
+        now = time.monotonic()
+        if _OUTQ is not None:
+            try:
+                queued = struct.unpack("i", fcntl.ioctl(self._sock, _OUTQ, b"\0\0\0\0"))[0]
+            except OSError:
+                queued = None
+            if queued is not None:
+                if queued < self._kernel_queued:
+                    self._kernel_taken = now
+                self._kernel_queued = queued
+        return max(self._last_drain, self._kernel_taken) >= horizon
 
     def pause_reading(self) -> None:
         """Stop reading this client (flow control; reactor thread)."""

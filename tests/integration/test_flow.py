@@ -336,6 +336,23 @@ def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) 
         assert publisher.next_json()[3] == "big"
         ep.broadcast(topic, "more", {"pad": "m" * 100_000})
         assert publisher.next_json()[3] == "more"
+        # It reads, slowly: congested and draining, so it keeps publishers paused
+        # (a client that drained nothing would count as stalled after a second).
+        reading = threading.Event()
+        stop = threading.Event()
+
+        def read_slowly() -> None:
+            while not stop.is_set():
+                try:
+                    stuck.sock.recv(16384)
+                except OSError:
+                    return
+                reading.set()
+                time.sleep(0.01)  # a slow reader is the behaviour under test
+
+        reader = threading.Thread(target=read_slowly, name="test-slow-reader")
+        reader.start()
+        assert reading.wait(5)
         publisher.send("1", "2", topic, "flood", {"seq": 0})  # a publisher now: paused
         assert paused.wait(5)
         publisher.sock.setblocking(False)
@@ -348,6 +365,8 @@ def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) 
             assert not publisher.eof
             assert publisher.frames == []  # not read while paused, so not answered
         assert ep.counters.get("backpressure_pauses") == 1
+        stop.set()
+        reader.join(5)
         stuck.close()  # its backlog is gone: the pause ends
         publisher.sock.settimeout(5)
         replies = [publisher.next_json() for _ in range(12)]
@@ -356,6 +375,43 @@ def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) 
         assert ep.counters.get("backpressure_paused_seconds") >= 1.2
     finally:
         stuck.close()
+        publisher.close()
+
+
+def test_a_stalled_client_does_not_hold_publishers_back(start: Any, paused: threading.Event) -> None:
+    # A client that drains nothing for the stall grace (a quarter of
+    # write_timeout here) has stopped reading: publishers resume, and the
+    # stalled client is closed once its backlog passes max_buffer, long
+    # before write_timeout.
+    ep, port = start(write_timeout=8.0, max_buffer=256 * 1024)
+    topic = "flow:stalled"
+    dead = RawClient(port, rcvbuf=4096)
+    publisher = RawClient(port)
+    try:
+        assert dead.join(topic)["status"] == "ok"
+        assert publisher.join(topic)["status"] == "ok"
+        ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})  # fills the dead client's kernel buffers
+        assert publisher.next_json()[3] == "big"
+        ep.broadcast(topic, "more", {"pad": "m" * 100_000})  # congested now
+        assert publisher.next_json()[3] == "more"
+        started = time.monotonic()
+        for n in range(40):
+            publisher.send("1", str(n), topic, "flood", {"seq": n, "pad": "p" * 10_000})
+        assert paused.wait(5)
+        # the publisher keeps being read: a heartbeat after the flood is answered
+        publisher.send(None, "hb", "phoenix", "heartbeat", {})
+        while True:
+            frame = publisher.next_json()
+            if frame[1] == "hb":
+                break
+        resumed_after = time.monotonic() - started
+        assert resumed_after < 8.0, resumed_after  # not held for write_timeout
+        dead.read_to_eof()
+        assert dead.parser.closed == (1008, "outgoing buffer full")
+        assert ep.counters.get("slow_consumer_closed") == 1
+        assert 0 < ep.counters.get("backpressure_paused_seconds") < 8.0
+    finally:
+        dead.close()
         publisher.close()
 
 
