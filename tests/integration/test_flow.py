@@ -378,7 +378,9 @@ def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) 
         publisher.close()
 
 
-def test_a_stalled_client_does_not_hold_publishers_back(start: Any, paused: threading.Event) -> None:
+def test_a_stalled_client_does_not_hold_publishers_back(
+    start: Any, paused: threading.Event
+) -> None:
     # A client that drains nothing for the stall grace (a quarter of
     # write_timeout here) has stopped reading: publishers resume, and the
     # stalled client is closed once its backlog passes max_buffer, long
@@ -390,7 +392,8 @@ def test_a_stalled_client_does_not_hold_publishers_back(start: Any, paused: thre
     try:
         assert dead.join(topic)["status"] == "ok"
         assert publisher.join(topic)["status"] == "ok"
-        ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})  # fills the dead client's kernel buffers
+        # fills the dead client's kernel buffers
+        ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})
         assert publisher.next_json()[3] == "big"
         ep.broadcast(topic, "more", {"pad": "m" * 100_000})  # congested now
         assert publisher.next_json()[3] == "more"
