@@ -370,7 +370,7 @@ def handle_envelope(actor: pykka.Actor, envelope: Envelope[Any]) -> None:
     except BaseException:
         # pykka stops every actor in the process here; a pool worker must
         # survive, so only this actor stops.
-        logger.exception("%s stopped by %r", actor, sys.exc_info()[1])
+        logger.exception("%s stopped by %s", actor, type(sys.exc_info()[1]).__name__)
         actor._handle_failure(*sys.exc_info())
 
 

@@ -27,6 +27,7 @@ import pykka
 
 from ._messages import ChannelExited, DrainChannels, WatchChannel
 from ._pool import ServiceActor
+from ._redact import redactor_for
 
 __all__ = ["ChildCount", "Children", "Supervisor"]
 
@@ -90,9 +91,13 @@ class Supervisor(ServiceActor):
             message.channel.terminate(message.reason, message.socket)
         except Exception:
             logger.exception(
-                "%s.terminate(%r) raised", type(message.channel).__name__, message.reason
+                "%s.terminate(%s) raised",
+                type(message.channel).__name__,
+                redactor_for(message.socket).preview(message.reason),
             )
-        logger.debug("%s terminated: %r", watched.name, message.reason)
+        if logger.isEnabledFor(logging.DEBUG):
+            shown = redactor_for(message.socket).preview(message.reason)
+            logger.debug("%s terminated: %s", watched.name, shown)
         if not len(self._children) and self._drained:
             for event in self._drained:
                 event.set()
