@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from channels_actor import Channel, Endpoint, Socket, SocketHandler
 from tests.fuzz import FED, fuzz_settings, mutate
+from tests.integration import rawframes
 from tests.integration.wsclient import UPGRADE, Client
 
 MAX_FRAME = 4096
@@ -71,20 +72,12 @@ def client_frame(
     declared: int | None = None,
 ) -> bytes:
     """One client frame; ``declared`` is a length that may differ from the payload's."""
-    size = len(payload) if declared is None else declared
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mask_bit = 0x80 if masked else 0
-    if size < 126:
-        head = bytes((first, mask_bit | size))
-    elif size < 65536:
-        head = struct.pack("!BBH", first, mask_bit | 126, size)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, size)
-    if not masked:
-        return head + payload
     # A key derived from the frame, not random, so a derandomized run sends the same bytes.
-    key = zlib.crc32(head + payload).to_bytes(4, "big")
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    seed = bytes((opcode & 0xFF, rsv & 0xFF, fin)) + str(declared).encode() + payload
+    key = zlib.crc32(seed).to_bytes(4, "big")
+    return rawframes.client_frame(
+        opcode, payload, fin=fin, mask=masked, rsv=rsv << 4, key=key, declared=declared
+    )
 
 
 def text(value: Any) -> bytes:

@@ -13,12 +13,24 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 
 
 def client_frame(
-    opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    mask: bool = True,
+    rsv: int = 0,
+    key: bytes | None = None,
+    declared: int | None = None,
 ) -> bytes:
-    """One frame as a client sends it (masked unless ``mask=False``)."""
+    """One frame as a client sends it (masked unless ``mask=False``).
+
+    ``rsv``: the reserved bits, already in place (``0x40`` is RSV1); ``key``:
+    the masking key (random when None); ``declared``: a length to put in the
+    header instead of the payload's (a frame that lies about its size).
+    """
     first = (0x80 if fin else 0) | rsv | opcode
     bit = 0x80 if mask else 0
-    size = len(payload)
+    size = len(payload) if declared is None else declared
     if size < 126:
         head = bytes((first, bit | size))
     elif size < 65536:
@@ -27,10 +39,13 @@ def client_frame(
         head = struct.pack("!BBQ", first, bit | 127, size)
     if not mask:
         return head + payload
-    key = os.urandom(4)
+    key = os.urandom(4) if key is None else key
+    if not payload or key == b"\0\0\0\0":
+        return head + key + payload
     # XOR as one big integer: a per-byte loop takes seconds for a few MiB
-    keys = (key * (size // 4 + 1))[:size]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(size, "big")
+    length = len(payload)
+    keys = (key * (length // 4 + 1))[:length]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(length, "big")
     return head + key + masked
 
 

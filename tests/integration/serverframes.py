@@ -13,6 +13,7 @@ import socket
 import struct
 from typing import Any
 
+from tests.integration import rawframes
 from tests.integration.wsclient import UPGRADE
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
@@ -87,14 +88,7 @@ class FrameParser:
 
 def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     """One masked client frame (an all-zero mask: the payload goes as it is)."""
-    size = len(payload)
-    if size < 126:
-        head = bytes((0x80 | opcode, 0x80 | size))
-    elif size < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-    return head + b"\0\0\0\0" + payload
+    return rawframes.client_frame(opcode, payload, key=b"\0\0\0\0")
 
 
 def message(*fields: Any) -> bytes:
