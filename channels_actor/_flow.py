@@ -45,6 +45,7 @@ clear, a new publisher, a pause or resume), never per delivery.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -129,7 +130,7 @@ class FlowControl:
                 self._publishers[publisher] = backlog
                 paused = self._paused_since is not None
             if new and paused:
-                self._reactor.call_soon(publisher.pause_reading)
+                self._reactor.call_soon(functools.partial(self._hold, publisher))
                 return
         if self._paused_since is None and (
             self._queue_depth() + backlog() > self._queue_high or self._draining_congested()
@@ -179,8 +180,17 @@ class FlowControl:
                 len(self._congested),
             )
         for publisher in publishers:
-            self._reactor.call_soon(publisher.pause_reading)
+            self._reactor.call_soon(functools.partial(self._hold, publisher))
         self._reactor.call_later(self._interval, self._check)
+
+    def _hold(self, publisher: Pausable) -> None:
+        """Reactor thread: stop reading ``publisher`` if the pause is still on.
+
+        Checked here, where the pause also ends (``_check``), so a hold queued
+        just before a resume cannot outlive it and leave a publisher unread.
+        """
+        if self._paused_since is not None:
+            publisher.pause_reading()
 
     def _queued(self) -> int:
         with self._lock:
