@@ -84,7 +84,25 @@ PARSE, COUNT = range(2)
 # count frames by bytes while saturating (see Loadgen.on_counted).
 SEQ_BASE = 10**9
 T_BASE = 10**15
-DIGITS = b"0123456789" * 7000  # last digits of consecutive sequence numbers
+SEQ_DIGITS = 10  # every sequence number is SEQ_BASE + n: ten digits
+#: COUNT mode checks the last SEQ_PLACES digits of every frame's sequence number (a
+#: reorder or gap by anything but a multiple of 1,000 shows) and the whole number of the
+#: last frame of each chunk read. SEQ_PATTERNS[p] holds the digit at place 10**p of
+#: 0, 1, 2, ...: its slice from n % 10**(p + 1) gives that digit of n, n + 1, ... for as
+#: many frames as one recv can hold.
+SEQ_PLACES = 3
+SEQ_PATTERNS = tuple(
+    bytes(48 + (i // 10**p) % 10 for i in range(10 ** (p + 1) + RECV_SIZE))
+    for p in range(SEQ_PLACES)
+)
+SEQ_CHECKS = tuple((p, 10 ** (p + 1), SEQ_PATTERNS[p]) for p in range(SEQ_PLACES))
+#: Chunks shorter than this many frames are checked frame by frame (count_few): fewer
+#: steps than the slices, which cost the same for one frame as for four hundred.
+FEW_FRAMES = 5
+#: The unpaced publisher (cmd_flood) tops its output up with FLOOD_BATCH frames whenever
+#: less than FLOOD_LOW bytes wait to be taken by the kernel.
+FLOOD_LOW = 65536
+FLOOD_BATCH = 256
 # In the fan-out phases one client in CHECK_EVERY (and the publisher) parses every frame;
 # the others count bytes. Parsing every eighth client took a third of the generator's
 # time at half of channels_actor's saturation, where it must not be the bottleneck.
@@ -111,6 +129,7 @@ def mask_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 class Client:
     __slots__ = (
         "buf",
+        "close_code",
         "closed_by_server",
         "digit_at",
         "error",
@@ -119,6 +138,7 @@ class Client:
         "frame_head",
         "frame_len",
         "got",
+        "head_checks",
         "index",
         "join_ref",
         "joined_at",
@@ -150,13 +170,15 @@ class Client:
         self.joined_at = 0.0
         self.mode = PARSE
         self.frame_len = 0  # bytes of one delivery frame, header included (0: not seen yet)
-        self.frame_head = b""  # its first two bytes
+        self.frame_head = b""  # its header: FIN/opcode, length form, extended length
+        self.head_checks: tuple[tuple[int, int], ...] = ()  # (offset, byte) of each
         self.partial = 0  # COUNT mode: bytes of the frame in progress
         self.digit_at = 0  # offset of the last digit of "seq" in a delivery frame
+        self.close_code: int | None = None
 
 
 class Loadgen:
-    def __init__(self) -> None:
+    def __init__(self, watch_stdin: bool = True) -> None:
         self.ep = select.epoll()
         self.by_fd: dict[int, Client] = {}
         self.clients: list[Client] = []  # joined clients, in join order
@@ -164,8 +186,9 @@ class Loadgen:
         self.proto = "phoenix"
         self.stdin_buf = b""
         self.commands: list[dict[str, Any]] = []
-        self.stdin_open = True
-        self.ep.register(0, EPOLLIN)
+        self.stdin_open = watch_stdin
+        if watch_stdin:
+            self.ep.register(0, EPOLLIN)
         self.now_ns = time.perf_counter_ns()
         self.t0_ns = self.now_ns
         self.hybrid = False  # saturating: COUNT mode allowed, completion by averages
@@ -177,6 +200,7 @@ class Loadgen:
         self.completed = 0
         self.delivered = 0
         self.order_errors = 0
+        self.corrupt = 0  # delivery frames whose sequence number could not be read
         self.subscribers = 0
         self.window = 0
         self.pumping = False
@@ -407,52 +431,113 @@ class Loadgen:
             client.buf = data[pos:]
 
     def on_counted(self, client: Client, data: bytes) -> None:
-        """COUNT mode: frames = bytes / frame length, headers checked at each boundary."""
+        """COUNT mode: frames = bytes / frame length, every header byte and the sequence
+        number's last digits checked at every frame, in a few slices per chunk.
+
+        Frame number ``got + j`` starts at ``j * size - partial`` in ``data``, so the
+        byte at offset ``k`` of every frame that has it in this chunk is
+        ``data[(k - partial) % size :: size]``.
+        """
         size = client.frame_len
         partial = client.partial
         n = len(data)
-        first = size - partial if partial else 0  # where the next frame starts in data
-        if first < n:
-            heads = data[first::size]
-            lengths = data[first + 1 :: size]
-            head, length = client.frame_head[0], client.frame_head[1]
-            if heads.count(head) != len(heads) or lengths.count(length) != len(lengths):
-                self.uncount(client, data, first, heads, lengths)
+        if n < FEW_FRAMES * size:
+            self.count_few(client, data)
+            return
+        # n >= size here: every offset of a frame has at least one byte in this chunk
+        for k, value in client.head_checks:
+            seen = data[(k - partial) % size :: size]
+            if seen.count(value) != len(seen):
+                self.uncount(client, data)
                 return
-        # The last digit of each frame's sequence number must count up: in order, no gap.
+        got = client.got
         digit_at = client.digit_at
-        at = (digit_at - partial) % size
-        if at < n:
-            digits = data[at::size]
-            index = (client.got + (1 if partial > digit_at else 0)) % 10
-            if digits != DIGITS[index : index + len(digits)]:
+        # The last SEQ_PLACES digits of each frame's sequence number must count up: in
+        # order, no gap, no repeat.
+        for place, period, pattern in SEQ_CHECKS:
+            offset = digit_at - place
+            first = (got + 1 if partial > offset else got) % period
+            if not pattern.startswith(data[(offset - partial) % size :: size], first):
                 self.order_errors += 1
+                break
+        else:
+            # and the whole number of the last frame that has it all in this chunk
+            seq_at = digit_at + 1 - SEQ_DIGITS
+            last = (n + partial - seq_at - SEQ_DIGITS) // size
+            at = last * size - partial + seq_at
+            if at >= 0 and not data.startswith(b"%d" % (SEQ_BASE + got + last), at):
+                self.order_errors += 1
+        total = partial + n
+        frames = total // size
+        client.partial = total - frames * size
+        client.got = got + frames
+        self.delivered += frames
+
+    def count_few(self, client: Client, data: bytes) -> None:
+        """:meth:`on_counted` for a chunk of a few frames, cheaper than its slices: each
+        frame's header and its whole sequence number (what of them is in this chunk)
+        compared in one piece."""
+        size, head, partial = client.frame_len, client.frame_head, client.partial
+        hlen = len(head)
+        n = len(data)
+        seq_at = client.digit_at + 1 - SEQ_DIGITS
+        seq = SEQ_BASE + client.got
+        start = -partial  # where the frame with sequence number ``seq`` began
+        while start < n:
+            stop = start + hlen
+            if start >= 0 and stop <= n:
+                if data[start:stop] != head:
+                    self.uncount(client, data)
+                    return
+            elif stop > 0:  # a header cut by the chunk's start or end
+                lo, hi = max(0, start), min(n, stop)
+                if data[lo:hi] != head[lo - start : hi - start]:
+                    self.uncount(client, data)
+                    return
+            at = start + seq_at
+            if at >= 0 and at + SEQ_DIGITS <= n:
+                if data[at : at + SEQ_DIGITS] != b"%d" % seq:
+                    self.order_errors += 1
+            elif at + SEQ_DIGITS > 0 and at < n:
+                lo, hi = max(0, at), min(n, at + SEQ_DIGITS)
+                if data[lo:hi] != (b"%d" % seq)[lo - at : hi - at]:
+                    self.order_errors += 1
+            start += size
+            seq += 1
         total = partial + n
         frames = total // size
         client.partial = total - frames * size
         client.got += frames
         self.delivered += frames
 
-    def uncount(
-        self, client: Client, data: bytes, first: int, heads: bytes, lengths: bytes
-    ) -> None:
-        """Something else than a delivery (a ping, a close) in COUNT mode: parse from it."""
-        head, length = client.frame_head[0], client.frame_head[1]
-        index = 0
-        while (
-            index < len(heads)
-            and heads[index] == head
-            and (index >= len(lengths) or lengths[index] == length)
-        ):
-            index += 1
-        frames = index + (1 if client.partial else 0)
-        client.got += frames
-        self.delivered += frames
+    def uncount(self, client: Client, data: bytes) -> None:
+        """Something else than a delivery (a ping, a close, a damaged frame) in COUNT
+        mode: count the deliveries before it, then parse from where it starts."""
+        size, head, partial = client.frame_len, client.frame_head, client.partial
+        n = len(data)
+        start = -partial  # where the frame in progress began, relative to data
+        while start < n:
+            lo, hi = max(0, start), min(n, start + len(head))
+            if lo < hi and data[lo:hi] != head[lo - start : hi - start]:
+                break
+            start += size
         client.mode = PARSE
+        if start < 0:
+            # The frame in progress is the odd one: what came of it in the last chunk
+            # were its first header bytes, equal to a delivery's.
+            client.buf = head[:partial]
+            rest = data
+        else:
+            if start:
+                client.mode = COUNT
+                self.on_counted(client, data[:start])  # deliveries only: no mismatch there
+                client.mode = PARSE
+            client.buf = b""
+            rest = data[start:]
         client.partial = 0
-        client.buf = b""
         client.expect = client.got  # every client gets every broadcast from seq 0 on
-        self.on_deliveries(client, data[first + index * client.frame_len :])
+        if rest or client.buf:
+            self.on_deliveries(client, rest)
 
     def on_deliveries(self, client: Client, data: bytes) -> None:
         """:meth:`on_frames` and the delivery checks in one loop, for the fan-out phases.
@@ -495,6 +580,8 @@ class Loadgen:
                     self.send(client, mask_frame(data[start:end], 0xA))
                 elif opcode == 8:
                     client.closed_by_server = True
+                    if size >= 2:
+                        client.close_code = (data[start] << 8) | data[start + 1]
                     break
                 continue
             i = find(b'"seq":', start, end)
@@ -502,7 +589,15 @@ class Loadgen:
                 self.on_control(client, data, start, end)
                 continue
             j = find(b",", i + 6, end)
-            seq = int(data[i + 6 : j]) - SEQ_BASE
+            try:
+                seq = int(data[i + 6 : j]) - SEQ_BASE
+            except ValueError:
+                seq = -1
+            if not 0 <= seq < len(counts):
+                # a damaged frame, such as one cut short by the next frame's header
+                self.corrupt += 1
+                self.note(client, data[start:end])
+                continue
             if seq != expect:
                 disorder += 1
             expect = seq + 1
@@ -518,14 +613,15 @@ class Loadgen:
             if not client.frame_len:
                 frame_start = start - (2 if size < 126 else 4 if size < 65536 else 10)
                 client.frame_len = end - frame_start
-                client.frame_head = data[frame_start : frame_start + 2]
+                client.frame_head = data[frame_start:start]
+                client.head_checks = tuple(enumerate(client.frame_head))
                 client.digit_at = j - 1 - frame_start
         client.expect = expect
         client.got += got
         self.delivered += got
         self.order_errors += disorder
         if client.closed_by_server:
-            self.fail(client, "close frame")
+            self.fail(client, f"close frame {client.close_code}")
             return
         if pos < n:
             client.buf = data[pos:]
@@ -621,12 +717,16 @@ class Loadgen:
             text = body
         return mask_frame(text.encode())
 
-    def publish(self) -> None:
+    def next_frame(self) -> bytes:
+        """The next broadcast's frame, counted as published."""
         seq = self.published
         self.published += 1
         self.counts.append(0)
         t = T_BASE + time.perf_counter_ns() - self.t0_ns
-        self.send(self.clients[0], self.publish_frame(SEQ_BASE + seq, t))
+        return self.publish_frame(SEQ_BASE + seq, t)
+
+    def publish(self) -> None:
+        self.send(self.clients[0], self.next_frame())
 
     def pump(self) -> None:
         while self.published - self.completed < self.window:
@@ -702,7 +802,10 @@ class Loadgen:
         deliveries in flight, times ``ramp_factor`` each step, until the rate
         stops growing (below 0.9x the best), the queue already holds
         ``max_queue_s`` of work at the measured rate, or ``ramp_probes`` probes
-        ran. The best window is then measured over ``duration``.
+        ran. The best window is then measured over ``duration``. ``window=1`` is
+        one broadcast in flight: the next is published once every client has the
+        last, so nothing can be coalesced and each broadcast pays its full latency.
+        The window's marks are the events ``<mark>_start`` and ``<mark>_end``.
         """
         self.start_fanout(spec)
         warmup, duration = float(spec["warmup"]), float(spec["duration"])
@@ -762,11 +865,12 @@ class Loadgen:
                 window = next_window
             set_window(best_window)
         error = error or wait(warmup)
-        emit({"event": "window_start"})
+        mark = str(spec.get("mark", "window"))
+        emit({"event": f"{mark}_start"})
         d0, t0, cpu0 = self.delivered, time.perf_counter(), time.process_time()
         error = error or wait(duration)
         d1, t1, cpu1 = self.delivered, time.perf_counter(), time.process_time()
-        emit({"event": "window_end"})
+        emit({"event": f"{mark}_end"})
         self.pumping = False
         counted = sum(1 for c in self.live() if c.mode == COUNT)
         drain = self.drain(
@@ -785,8 +889,10 @@ class Loadgen:
             "deliveries": d1 - d0,
             "elapsed_s": elapsed,
             "deliveries_per_s": (d1 - d0) / elapsed,
+            "broadcast_ms": elapsed * 1e3 * subscribers / (d1 - d0) if d1 > d0 else None,
             "loadgen_cpu_s": cpu1 - cpu0,
             "loadgen_cpu_util": (cpu1 - cpu0) / elapsed,
+            "loadgen_cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / (d1 - d0) if d1 > d0 else None,
             "error": error or drain.get("error"),
             **{k: v for k, v in drain.items() if k != "error"},
         }
@@ -855,11 +961,14 @@ class Loadgen:
         self.samples = []
         self.sampling = True
         first = self.published
+        emit({"event": "latency_start"})
         d0, cpu0 = self.delivered, time.process_time()
         started = time.monotonic()
         self.publish_until(started + duration, due, interval)
         elapsed = time.monotonic() - started
         cpu = time.process_time() - cpu0
+        d1 = self.delivered
+        emit({"event": "latency_end"})
         self.set_lowat(counting, 1)
         drain = self.drain(
             float(spec.get("drain_timeout", 60)),
@@ -869,12 +978,17 @@ class Loadgen:
         self.sampling = False
         samples = sorted(self.samples)
         self.samples = []
+        achieved = (d1 - d0) / elapsed
+        mean_s = sum(samples) * 1e-9 / len(samples) if samples else None
         return {
             "rate": rate,
             "duration_s": duration,
             "published": self.published - first,
-            "deliveries": self.delivered - d0,
-            "achieved_deliveries_per_s": (self.delivered - d0) / elapsed,
+            "deliveries": d1 - d0,
+            "achieved_deliveries_per_s": achieved,
+            # Little's law: deliveries on their way at any moment, on average
+            "in_flight_deliveries": achieved * mean_s if mean_s is not None else None,
+            "mean_ms": mean_s * 1e3 if mean_s is not None else None,
             "samples": len(samples),
             "p50_ms": percentile(samples, 50, 1e-6),
             "p90_ms": percentile(samples, 90, 1e-6),
@@ -895,6 +1009,87 @@ class Loadgen:
                 due += interval
                 continue
             self.poll(min(due, end) - now)
+
+    def cmd_flood(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The unpaced publisher: ``count`` broadcasts written as fast as the server reads
+        them (no window, no schedule: only TCP can slow the publisher down), then wait
+        until every client still open has every one of them.
+
+        Every client parses every frame here (``check_every`` 1 by default) and checks
+        each sequence number against the one it must be, so a gap, a duplicate, a
+        reordering or a damaged frame shows on the client it happened to; the clients
+        the server closed are reported with how they were closed (close code or end of
+        file) and what they missed. The phase's marks are ``unpaced_start`` and
+        ``unpaced_end`` (the end once everything arrived or the drain gave up).
+        """
+        self.start_fanout({**spec, "check_every": spec.get("check_every", 1)})
+        count = int(spec["count"])
+        stall = float(spec.get("stall_s", 10.0))
+        publisher = self.clients[0]
+        watched = self.live()
+        first, d0 = self.published, self.delivered
+        target = first + count
+        errors0, corrupt0, closed0 = self.order_errors, self.corrupt, self.server_closed
+        in_flight: list[int] = []
+        emit({"event": "unpaced_start"})
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        last_sample = last_progress = time.monotonic()
+        progress = (self.delivered, self.published)
+        error = None
+        while self.published < target or publisher.out:
+            if publisher.state == CLOSED:
+                error = f"the publisher was closed: {publisher.error}"
+                break
+            if len(publisher.out) < FLOOD_LOW and self.published < target:
+                batch = min(FLOOD_BATCH, target - self.published)
+                self.send(publisher, b"".join([self.next_frame() for _ in range(batch)]))
+            self.poll(0.01)
+            now = time.monotonic()
+            if now - last_sample >= 0.01:
+                last_sample = now
+                in_flight.append(sum(self.published - c.got for c in watched if c.state == JOINED))
+            if (self.delivered, self.published) != progress:
+                progress, last_progress = (self.delivered, self.published), now
+            elif now - last_progress > stall:
+                error = f"nothing sent or received for {stall:.0f}s"
+                break
+        publish_s = time.perf_counter() - t0
+        drain = self.drain(
+            float(spec.get("drain_timeout", 60)),
+            stall,
+            lambda: all(c.got >= self.published for c in watched if c.state == JOINED),
+        )
+        t1, cpu1 = time.perf_counter(), time.process_time()
+        emit({"event": "unpaced_end"})
+        closed = [c for c in watched if c.state != JOINED]
+        reasons: dict[str, int] = {}
+        for client in closed:
+            reason = str(client.error)[:60]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        deliveries = self.delivered - d0
+        return {
+            "subscribers": len(watched),
+            "published": self.published - first,
+            "publish_s": publish_s,
+            "broadcasts_per_s": (self.published - first) / publish_s if publish_s > 0 else None,
+            "deliveries": deliveries,
+            "elapsed_s": t1 - t0,
+            "deliveries_per_s": deliveries / (t1 - t0),
+            "in_flight_mean": sum(in_flight) / len(in_flight) if in_flight else None,
+            "in_flight_max": max(in_flight, default=None),
+            "loadgen_cpu_s": cpu1 - cpu0,
+            "loadgen_cpu_util": (cpu1 - cpu0) / (t1 - t0),
+            "lost": sum(max(0, self.published - c.got) for c in watched if c.state == JOINED),
+            "duplicated": sum(max(0, c.got - self.published) for c in watched),
+            "missed_by_closed": sum(max(0, self.published - c.got) for c in closed),
+            "order_errors": self.order_errors - errors0,
+            "corrupt_frames": self.corrupt - corrupt0,
+            "clients_closed": self.server_closed - closed0,
+            "close_reasons": reasons,
+            "unexpected": list(self.unexpected),
+            "drain_s": drain["drain_s"],
+            "error": error or drain.get("error"),
+        }
 
     @staticmethod
     def set_lowat(clients: list[Client], lowat: int) -> None:
