@@ -48,11 +48,14 @@ from typing import Any
 
 from benchmarks import _util
 
-SCENARIOS = ("fanout", "fanout-intercept", "joins", "idle", "inprocess")
+SCENARIOS = ("fanout", "fanout-intercept", "fanout-unpaced", "joins", "idle", "inprocess")
 SUBJECT = "channels_actor"
-PEERS = ("bare", "socketio", "websockets")
+#: bare-batched first: the ceiling of this load generator, the ratio that matters most.
+PEERS = ("bare-batched", "bare", "socketio", "websockets")
 #: Run only when named in --peers: the pre-framed sendall loop (shown, no ratio column).
 OPTIONAL_PEERS = ("bare-sendall",)
+#: Peers that accept and idle exactly as ``bare`` does: run in the fan-out scenarios only.
+FANOUT_ONLY = ("bare-batched", "bare-sendall")
 #: Connections a peer is run with at most. python-socketio in threading mode spends
 #: four threads per connection: connecting slows to ~40/s past 4,000 and 5,000 did not
 #: finish in two minutes (the process nears its ~21,800-thread limit). Fan-out sizes
@@ -64,6 +67,11 @@ FULL: dict[str, Any] = {
     "sizes": [100, 1000, 5000],
     "duration": 4.0,
     "warmup": 1.0,
+    "one_duration": 2.0,
+    "one_warmup": 0.5,
+    "unpaced_sizes": [50, 1000],
+    "unpaced_count": 20_000,
+    "unpaced_deliveries": 2_000_000,
     "repeat": 3,
     "idle_size": 10_000,
     "joins_new": 2_000,
@@ -76,6 +84,11 @@ QUICK: dict[str, Any] = {
     "sizes": [100],
     "duration": 1.0,
     "warmup": 0.5,
+    "one_duration": 0.5,
+    "one_warmup": 0.2,
+    "unpaced_sizes": [50],
+    "unpaced_count": 2_000,
+    "unpaced_deliveries": 200_000,
     "repeat": 1,
     "idle_size": 500,
     "joins_new": 300,
@@ -92,7 +105,9 @@ class Metric:
 
     ``base`` names the (scenario, metric) of the baselines it is compared to
     (default: the same); ``ratio=False`` shows no ratios; ``agg`` is how the
-    repeats combine (median, or max for error counts).
+    repeats combine (median, or max for error counts); ``phase`` is the phase
+    of the run it was measured in, whose deliveries in flight and server CPU
+    per delivery the row shows beside it (:data:`PHASES`).
     """
 
     key: str
@@ -100,29 +115,70 @@ class Metric:
     base: tuple[str, str] | None = None
     ratio: bool = True
     agg: str = "median"
+    phase: str | None = None
+
+
+#: phase -> (metric of its deliveries in flight, metric of its server CPU us/delivery)
+PHASES = {
+    "saturate": ("in_flight_deliveries", "server_cpu_us_per_delivery"),
+    "one": ("one_in_flight_deliveries", "one_cpu_us_per_delivery"),
+    "latency": ("latency_in_flight_deliveries", "latency_cpu_us_per_delivery"),
+    "unpaced": ("unpaced_in_flight_deliveries", "unpaced_cpu_us_per_delivery"),
+}
 
 
 FANOUT_METRICS = (
-    Metric("deliveries_per_s", "deliveries/s (saturation)"),
-    Metric("p50_ms", "latency p50 at 0.5x saturation (ms)"),
-    Metric("p99_ms", "latency p99 at 0.5x saturation (ms)"),
-    Metric("server_cpu_us_per_delivery", "server CPU us/delivery"),
-    Metric("lost", "lost+duplicated deliveries (max)", ratio=False, agg="max"),
-    Metric("order_errors", "deliveries out of order (max)", ratio=False, agg="max"),
+    Metric("deliveries_per_s", "deliveries/s (saturation)", phase="saturate"),
+    Metric("server_cpu_us_per_delivery", "server CPU us/delivery (saturation)", phase="saturate"),
+    Metric("one_deliveries_per_s", "deliveries/s, one broadcast in flight", phase="one"),
+    Metric("one_broadcast_ms", "ms per broadcast, one in flight", phase="one"),
+    Metric("one_cpu_us_per_delivery", "server CPU us/delivery, one in flight", phase="one"),
+    Metric("p50_ms", "latency p50 at 0.5x saturation (ms)", phase="latency"),
+    Metric("p99_ms", "latency p99 at 0.5x saturation (ms)", phase="latency"),
+    Metric("lost", "lost+duplicated deliveries (max)", ratio=False, agg="max", phase="latency"),
+    Metric(
+        "order_errors", "deliveries out of order (max)", ratio=False, agg="max", phase="latency"
+    ),
     Metric("server_threads", "server threads"),
-    Metric("server_ctx_switches_per_delivery", "server context switches/delivery"),
-    Metric("server_cpu_util", "server CPU in window (cores)", ratio=False),
-    Metric("loadgen_cpu_util", "loadgen CPU in window (cores)", ratio=False),
-    Metric("latency_loadgen_cpu_util", "loadgen CPU at 0.5x saturation (cores)", ratio=False),
-    Metric("others_cores", "other processes' CPU in window (cores)", ratio=False),
-    Metric("in_flight_deliveries", "deliveries in flight (ramped)", ratio=False),
+    Metric(
+        "server_ctx_switches_per_delivery",
+        "server context switches/delivery (saturation)",
+        phase="saturate",
+    ),
+    Metric("server_cpu_util", "server CPU (cores, saturation)", ratio=False, phase="saturate"),
+    Metric("loadgen_cpu_util", "loadgen CPU (cores, saturation)", ratio=False, phase="saturate"),
+    Metric(
+        "latency_loadgen_cpu_util",
+        "loadgen CPU at 0.5x saturation (cores)",
+        ratio=False,
+        phase="latency",
+    ),
+    Metric(
+        "others_cores",
+        "other processes' CPU (cores, saturation)",
+        ratio=False,
+        phase="saturate",
+    ),
+)
+
+UNPACED_METRICS = (
+    Metric("unpaced_deliveries_per_s", "deliveries/s, unpaced publisher", phase="unpaced"),
+    Metric("unpaced_broadcasts_per_s", "broadcasts published/s (unpaced)", phase="unpaced"),
+    Metric("unpaced_cpu_us_per_delivery", "server CPU us/delivery (unpaced)", phase="unpaced"),
+    Metric("unpaced_lost", "lost+duplicated deliveries (max)", ratio=False, agg="max"),
+    Metric("unpaced_order_errors", "out of order or damaged (max)", ratio=False, agg="max"),
+    Metric("unpaced_clients_closed", "clients closed by the server (max)", ratio=False, agg="max"),
+    Metric("unpaced_in_flight_max", "deliveries in flight, most (unpaced)", ratio=False),
+    Metric("unpaced_broadcasts", "broadcasts published", ratio=False),
+    Metric("server_rss_kib", "server RSS after (KiB)", ratio=False),
 )
 
 METRICS: dict[str, tuple[Metric, ...]] = {
     "fanout": FANOUT_METRICS,
     "fanout-intercept": tuple(
-        Metric(m.key, m.label, ("fanout", m.key), m.ratio, m.agg) for m in FANOUT_METRICS
+        Metric(m.key, m.label, ("fanout", m.key), m.ratio, m.agg, m.phase) for m in FANOUT_METRICS
     ),
+    "fanout-unpaced": UNPACED_METRICS,
     "joins": (
         Metric("conns_per_s", "new connections with a join /s"),
         Metric("connect_p99_ms", "connect+join p99 (ms)"),
@@ -137,7 +193,9 @@ METRICS: dict[str, tuple[Metric, ...]] = {
     ),
     "inprocess": (
         Metric(
-            "fastlane_deliveries_per_s", "fastlane deliveries/s", ("fanout", "deliveries_per_s")
+            "fastlane_deliveries_per_s",
+            "fastlane deliveries/s",
+            ("fanout", "deliveries_per_s"),
         ),
         Metric(
             "fastlane_cpu_us_per_delivery",
@@ -177,6 +235,15 @@ class Target:
 
 
 TARGETS = (
+    Target(
+        "fanout C=1000 >= 0.5x bare-batched",
+        "fanout",
+        "deliveries_per_s",
+        ">=",
+        0.5,
+        "bare-batched",
+        1000,
+    ),
     Target("fanout C=1000 >= 1.0x bare", "fanout", "deliveries_per_s", ">=", 1.0, "bare", 1000),
     Target(
         "fanout C=1000 >= 20x socketio", "fanout", "deliveries_per_s", ">=", 20.0, "socketio", 1000
@@ -205,7 +272,42 @@ TARGETS = (
     Target("fanout: in order", "fanout", "order_errors", "<=", 0.0),
     Target("fanout-intercept: nothing lost", "fanout-intercept", "lost", "<=", 0.0),
     Target("fanout-intercept: in order", "fanout-intercept", "order_errors", "<=", 0.0),
+    Target("fanout-unpaced: nothing lost", "fanout-unpaced", "unpaced_lost", "<=", 0.0),
+    Target("fanout-unpaced: in order", "fanout-unpaced", "unpaced_order_errors", "<=", 0.0),
+    Target(
+        "fanout-unpaced: no client closed",
+        "fanout-unpaced",
+        "unpaced_clients_closed",
+        "<=",
+        0.0,
+    ),
 )
+#: The targets a quick run judges: its other figures are too small to judge by.
+QUICK_JUDGED = (
+    "lost",
+    "order_errors",
+    "unpaced_lost",
+    "unpaced_order_errors",
+    "unpaced_clients_closed",
+)
+
+
+SCENARIO_HELP = """scenarios:
+  fanout            C clients on one topic, one publishing: saturation, one broadcast in
+                    flight, latency at half saturation (paced), loss and order check
+  fanout-intercept  the same with new_msg intercepted (handle_out per subscriber)
+  fanout-unpaced    an unpaced publisher writes a bounded count of broadcasts as fast as
+                    TCP allows, every client parses every frame: lost, out of order,
+                    clients closed and how, publish rate, server CPU
+  joins             new connections (upgrade + join) per second; joins/s on open sockets
+  idle              N connections with one joined channel each: RSS per connection
+  inprocess         no network: the endpoint fanning out to N in-memory connections
+
+baselines: bare-batched (framed once, one sendall per connection per up to 64 messages:
+the ceiling of this load generator), bare (simple-websocket framing and sending each
+delivery on its own), bare-sendall (framed once, one sendall per delivery; only when
+named in --peers), socketio, websockets.
+"""
 
 
 # planning ------------------------------------------------------------------------------
@@ -214,6 +316,7 @@ TARGETS = (
 def peer_available(name: str) -> str | None:
     """None when the peer can run here, else why not."""
     needs = {
+        "bare-batched": ["simple_websocket"],
         "bare": ["simple_websocket"],
         "bare-sendall": ["simple_websocket"],
         "socketio": ["socketio", "engineio", "werkzeug", "simple_websocket"],
@@ -231,12 +334,14 @@ def peer_available(name: str) -> str | None:
 def systems_for(scenario: str, peers: Sequence[str]) -> list[str]:
     if scenario in ("fanout-intercept", "inprocess"):
         return [SUBJECT]
-    if scenario != "fanout":  # bare-sendall accepts and idles exactly as bare does
-        peers = [p for p in peers if p not in OPTIONAL_PEERS]
+    if not scenario.startswith("fanout"):  # these accept and idle exactly as bare does
+        peers = [p for p in peers if p not in FANOUT_ONLY]
     return [SUBJECT, *peers]
 
 
 def sizes_for(scenario: str, config: dict[str, Any]) -> list[int]:
+    if scenario == "fanout-unpaced":
+        return list(config["unpaced_sizes"])
     if scenario == "joins":
         return [config["joins_new"]]
     if scenario == "idle":
@@ -285,6 +390,11 @@ def run_task(task: Task, params: dict[str, Any]) -> dict[str, Any]:
         metrics = network.safe(network.run_fanout, task.system, task.size, params)
     elif task.scenario == "fanout-intercept":
         metrics = network.safe(network.run_fanout, task.system, task.size, params, intercept=True)
+    elif task.scenario == "fanout-unpaced":
+        count = unpaced_count(task.size, params)
+        metrics = network.safe(
+            network.run_unpaced, task.system, task.size, {**params, "unpaced_count": count}
+        )
     elif task.scenario == "joins":
         metrics = network.safe(network.run_joins, task.system, params)
     elif task.scenario == "idle":
@@ -295,6 +405,12 @@ def run_task(task: Task, params: dict[str, Any]) -> dict[str, Any]:
         metrics = inprocess.run(task.size, params["inprocess_deliveries"], 120.0)
         metrics["wall_s"] = time.perf_counter() - started
     return metrics
+
+
+def unpaced_count(size: int, config: dict[str, Any]) -> int:
+    """Broadcasts of an unpaced run of ``size`` clients: ``unpaced_count``, fewer when
+    that would pass ``unpaced_deliveries`` (every client parses every frame there)."""
+    return max(100, min(int(config["unpaced_count"]), int(config["unpaced_deliveries"]) // size))
 
 
 # progress ------------------------------------------------------------------------------
@@ -356,10 +472,16 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for run in runs:
             if run["scenario"] == scenario and run["ok"]:
                 keyed.setdefault((run["size"], run["system"]), []).append(run["metrics"])
+        phased = [
+            Metric(key, key)
+            for phase in dict.fromkeys(m.phase for m in metrics if m.phase)
+            for key in PHASES[phase]
+            if key not in {m.key for m in metrics}
+        ]
         for (size, system), group in keyed.items():
             cell = medians.setdefault(scenario, {}).setdefault(str(size), {})
             values: dict[str, Any] = {}
-            for metric in metrics:
+            for metric in (*metrics, *phased):
                 present: list[float] = [
                     m[metric.key] for m in group if m.get(metric.key) is not None
                 ]
@@ -452,7 +574,7 @@ def check_targets(
                 continue
             met = observed >= target.value if target.op == ">=" else observed <= target.value
             results.append((size, value, observed, met, note))
-        if quick and target.metric not in ("lost", "order_errors"):
+        if quick and target.metric not in QUICK_JUDGED:
             results = [(s, v, o, None, "quick run: not judged") for s, v, o, _m, _n in results]
         check["per_size"] = [
             {"size": int(s), "value": v, "observed": o, "met": m, "note": n}
@@ -527,6 +649,14 @@ def table_rows(
                         if system == SUBJECT
                         else ("", "")
                     )
+                    in_flight, cpu = (
+                        (
+                            lookup(medians, scenario, size, system, key)
+                            for key in PHASES[metric.phase]
+                        )
+                        if metric.phase
+                        else (None, None)
+                    )
                     rows.append(
                         [
                             scenario,
@@ -534,6 +664,8 @@ def table_rows(
                             system,
                             metric.label,
                             value,
+                            "" if in_flight is None else in_flight,
+                            "" if cpu is None else cpu,
                             *[_ratio_cell(rel.get(b)) for b in BASELINES],
                             target,
                             met,
@@ -567,6 +699,8 @@ def print_report(
         "system",
         "metric",
         f"median of {config['repeat']}",
+        "in flight",
+        "CPU us/dlv",
         *[f"/ {b}" for b in BASELINES],
         "target",
         "met?",
@@ -630,6 +764,14 @@ def print_report(
             f"{run['metrics']['loadgen_cpu_util']:.2f} cores while saturating: it may have "
             "been the bottleneck, so the saturation figure is a lower bound"
         )
+    for run in runs:
+        closed = run["metrics"].get("unpaced_clients_closed")
+        if run["scenario"] == "fanout-unpaced" and closed:
+            reasons = ", ".join(
+                f"{count} {reason}"
+                for reason, count in (run["metrics"].get("unpaced_close_reasons") or {}).items()
+            )
+            notes.append(f"{run['label']}: {closed} clients closed by the server ({reasons})")
     for run in runs:
         busy = run["metrics"].get("latency_loadgen_cpu_util") or 0
         if run["ok"] and busy > 0.9:
@@ -696,7 +838,9 @@ def plot(medians: dict[str, Any], path: Path) -> str:
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="channels_actor against a bare loop, python-socketio and websockets.",
+        description="channels_actor against bare loops, python-socketio and websockets.",
+        epilog=SCENARIO_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)"
@@ -708,8 +852,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
     parser.add_argument(
         "--peers",
         default=",".join(PEERS),
-        help="baselines to run: bare,socketio,websockets (default all; '' for none); "
-        "bare-sendall (a pre-framed sendall loop) runs only when named",
+        help="baselines to run: bare-batched,bare,socketio,websockets (default all; '' for "
+        "none); bare-sendall (framed once, one sendall per delivery) runs only when named",
+    )
+    parser.add_argument(
+        "--unpaced-sizes", help="subscribers for fanout-unpaced (50,1000; quick: 50)"
+    )
+    parser.add_argument(
+        "--unpaced-count",
+        type=int,
+        help="fanout-unpaced: broadcasts published (20000, fewer past 2M deliveries; quick 2000)",
     )
     parser.add_argument("--idle-size", type=int, help="idle: connections (10000)")
     parser.add_argument("--joins-new", type=int, help="joins: new connections (2000)")
@@ -747,6 +899,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
     config = dict(QUICK if args.quick else FULL)
     if args.sizes:
         config["sizes"] = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.unpaced_sizes:
+        config["unpaced_sizes"] = [int(s) for s in args.unpaced_sizes.split(",") if s.strip()]
+    if args.unpaced_count is not None:
+        config["unpaced_count"] = args.unpaced_count
+        config["unpaced_deliveries"] = max(
+            config["unpaced_deliveries"], args.unpaced_count * max(config["unpaced_sizes"])
+        )
     for key in ("duration", "warmup", "repeat", "idle_size", "joins_new"):
         value = getattr(args, key)
         if value is not None:
@@ -818,6 +977,7 @@ def check_limits(config: dict[str, Any], scenarios: Sequence[str]) -> str | None
     need = max(
         config["idle_size"] if "idle" in scenarios else 0,
         max(config["sizes"]) if fanout else 0,
+        max(config["unpaced_sizes"]) if "fanout-unpaced" in scenarios else 0,
         config["joins_new"] if "joins" in scenarios else 0,
     )
     if soft < need + 100:

@@ -250,6 +250,7 @@ def run_fanout(
         lat = lg.command(
             "latency",
             4 * params["duration"] + 200,
+            on_event=on_event,
             rate=broadcasts_per_s,
             warmup=params["warmup"],
             duration=params["duration"],
@@ -311,6 +312,7 @@ def run_unpaced(system: str, subscribers: int, params: dict[str, Any]) -> dict[s
             stall_s=params["stall_s"],
         )
         metrics["flood"] = flood
+        metrics["unpaced_broadcasts"] = flood["published"]
         for key in ("deliveries_per_s", "broadcasts_per_s", "loadgen_cpu_util"):
             metrics[f"unpaced_{key}"] = flood[key]
         metrics["unpaced_in_flight_deliveries"] = flood["in_flight_mean"]
