@@ -169,7 +169,13 @@ FANOUT_METRICS = (
 
 UNPACED_METRICS = (
     Metric("unpaced_deliveries_per_s", "deliveries/s, unpaced publisher", phase="unpaced"),
-    Metric("unpaced_broadcasts_per_s", "broadcasts published/s (unpaced)", phase="unpaced"),
+    # how fast the server took the publisher's bytes in: neither better nor worse higher
+    Metric(
+        "unpaced_broadcasts_per_s",
+        "broadcasts published/s (unpaced)",
+        ratio=False,
+        phase="unpaced",
+    ),
     Metric("unpaced_cpu_us_per_delivery", "server CPU us/delivery (unpaced)", phase="unpaced"),
     Metric("unpaced_lost", "lost+duplicated deliveries (max)", ratio=False, agg="max"),
     Metric("unpaced_order_errors", "out of order or damaged (max)", ratio=False, agg="max"),
@@ -241,15 +247,6 @@ class Target:
 
 
 TARGETS = (
-    Target(
-        "fanout C=1000 >= 0.5x bare-batched",
-        "fanout",
-        "deliveries_per_s",
-        ">=",
-        0.5,
-        "bare-batched",
-        1000,
-    ),
     Target("fanout C=1000 >= 1.0x bare", "fanout", "deliveries_per_s", ">=", 1.0, "bare", 1000),
     Target(
         "fanout C=1000 >= 20x socketio", "fanout", "deliveries_per_s", ">=", 20.0, "socketio", 1000
