@@ -32,18 +32,20 @@ closing, so the parent can read the server's CPU time then) and one
 In the fan-out phases, one client in ``check_every`` (32; and the publisher) parses
 every frame; the others, once they have seen one delivery, only count bytes: every delivery
 has the same length (sequence numbers and timestamps are fixed-width), so frames =
-bytes / length, and the first two bytes at each frame boundary are compared with the
-expected header in one slice (a ping or anything else switches that client back to
-parsing), and the last digit of every sequence number is compared with what it must
-be (order). Losses are still found exactly (each client's count against the number
-published). Latency samples come from the parsing clients, spread evenly over the
-order in which the clients subscribed.
+bytes / length. Every header byte of every frame is compared with the first
+delivery's, one slice per byte position (a ping or anything else switches that client
+back to parsing), and the last three digits of every sequence number with what they
+must be, plus the whole number of each chunk's last frame (order: a gap, a repeat or a
+reordering by ten or a hundred shows). Losses are still found exactly (each
+client's count against the number published). Latency samples come from the
+parsing clients, spread evenly over the order in which the clients subscribed.
 
 Commands: ``connect`` (open ``n`` clients, ``k`` handshakes in flight, each
 joining ``topic``), ``saturate`` (publish with at most ``window`` broadcasts
 in flight, a broadcast being done when every client got it; count deliveries
 over ``duration`` after ``warmup``), ``latency`` (publish at ``rate``
-broadcasts/s on a fixed schedule; latency percentiles), ``join_topics``
+broadcasts/s on a fixed schedule; latency percentiles), ``flood`` (``count``
+broadcasts from an unpaced publisher, every client parsing every frame), ``join_topics``
 (every open client joins ``per_socket`` more topics, pipelined), ``close``.
 """
 
@@ -56,7 +58,9 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
@@ -99,10 +103,9 @@ SEQ_CHECKS = tuple((p, 10 ** (p + 1), SEQ_PATTERNS[p]) for p in range(SEQ_PLACES
 #: Chunks shorter than this many frames are checked frame by frame (count_few): fewer
 #: steps than the slices, which cost the same for one frame as for four hundred.
 FEW_FRAMES = 5
-#: The unpaced publisher (cmd_flood) tops its output up with FLOOD_BATCH frames whenever
-#: less than FLOOD_LOW bytes wait to be taken by the kernel.
-FLOOD_LOW = 65536
-FLOOD_BATCH = 256
+#: The unpaced publisher (cmd_flood) writes from a thread of its own, so that reading
+#: the deliveries cannot pace it (a publisher served by the same loop as its readers
+#: only publishes as fast as they read, which is a paced publisher after all).
 # In the fan-out phases one client in CHECK_EVERY (and the publisher) parses every frame;
 # the others count bytes. Parsing every eighth client took a third of the generator's
 # time at half of channels_actor's saturation, where it must not be the bottleneck.
@@ -1013,7 +1016,8 @@ class Loadgen:
     def cmd_flood(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The unpaced publisher: ``count`` broadcasts written as fast as the server reads
         them (no window, no schedule: only TCP can slow the publisher down), then wait
-        until every client still open has every one of them.
+        until every client still open has every one of them. A thread of its own writes
+        them, so that reading the deliveries here cannot pace the publisher.
 
         Every client parses every frame here (``check_every`` 1 by default) and checks
         each sequence number against the one it must be, so a gap, a duplicate, a
@@ -1028,32 +1032,63 @@ class Loadgen:
         publisher = self.clients[0]
         watched = self.live()
         first, d0 = self.published, self.delivered
-        target = first + count
         errors0, corrupt0, closed0 = self.order_errors, self.corrupt, self.server_closed
+        frames = [self.next_frame() for _ in range(count)]
+        ends = []  # byte offset where each frame ends: frames sent = bisect(ends, sent)
+        total = 0
+        for frame in frames:
+            total += len(frame)
+            ends.append(total)
+        wire = memoryview(b"".join(frames))
+        sent = [0]  # bytes written by the writer thread
+        done = threading.Event()
+        stopping = threading.Event()
+        write_error: list[str] = []
+
+        def write() -> None:
+            sock = publisher.sock
+            try:
+                while sent[0] < total and not stopping.is_set():
+                    try:
+                        sent[0] += sock.send(wire[sent[0] :])
+                    except (BlockingIOError, InterruptedError):
+                        select.select([], [sock], [], 0.1)
+            except OSError as exc:
+                write_error.append(f"send: {exc}")
+            finally:
+                done.set()
+
         in_flight: list[int] = []
         emit({"event": "unpaced_start"})
         t0, cpu0 = time.perf_counter(), time.process_time()
+        writer = threading.Thread(target=write, name="unpaced-publisher", daemon=True)
+        writer.start()
         last_sample = last_progress = time.monotonic()
-        progress = (self.delivered, self.published)
+        progress = (self.delivered, 0)
         error = None
-        while self.published < target or publisher.out:
+        while not done.is_set():
             if publisher.state == CLOSED:
                 error = f"the publisher was closed: {publisher.error}"
                 break
-            if len(publisher.out) < FLOOD_LOW and self.published < target:
-                batch = min(FLOOD_BATCH, target - self.published)
-                self.send(publisher, b"".join([self.next_frame() for _ in range(batch)]))
             self.poll(0.01)
             now = time.monotonic()
+            published = first + bisect_right(ends, sent[0])
             if now - last_sample >= 0.01:
                 last_sample = now
-                in_flight.append(sum(self.published - c.got for c in watched if c.state == JOINED))
-            if (self.delivered, self.published) != progress:
-                progress, last_progress = (self.delivered, self.published), now
+                in_flight.append(sum(published - c.got for c in watched if c.state == JOINED))
+            if (self.delivered, sent[0]) != progress:
+                progress, last_progress = (self.delivered, sent[0]), now
             elif now - last_progress > stall:
                 error = f"nothing sent or received for {stall:.0f}s"
                 break
+        stopping.set()
+        writer.join(5.0)
         publish_s = time.perf_counter() - t0
+        if write_error and not error:
+            error = f"the publisher's {write_error[0]}"
+        # what was never written does not count as published
+        self.published = first + bisect_right(ends, sent[0])
+        del self.counts[self.published :]
         drain = self.drain(
             float(spec.get("drain_timeout", 60)),
             stall,
