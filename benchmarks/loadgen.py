@@ -559,7 +559,13 @@ class Loadgen:
         sampling = self.sampling
         expect = client.expect
         got = completed = disorder = 0
+        damaged = False
         while n - pos >= 2:
+            if data[pos] & 0x70 or data[pos + 1] & 0x80:
+                # RSV bits (no extension is negotiated) or a masked server frame: this is
+                # not a frame header, the stream is out of step (a frame cut short)
+                damaged = True
+                break
             size = data[pos + 1] & 0x7F
             if size < 126:
                 start = pos + 2
@@ -623,6 +629,11 @@ class Loadgen:
         client.got += got
         self.delivered += got
         self.order_errors += disorder
+        if damaged:
+            self.corrupt += 1
+            self.note(client, data[pos : pos + 40])
+            self.fail(client, "damaged stream: no frame header where one must start")
+            return
         if client.closed_by_server:
             self.fail(client, f"close frame {client.close_code}")
             return

@@ -178,3 +178,14 @@ def test_hundreds_digit_and_whole_number_are_checked() -> None:
     frames[30:] = [delivery(seq + 1000, 64) for seq in range(30, FRAMES)]
     result = feed(frames, [b"".join(frames[1:])])
     assert result["order_errors"], result
+
+
+def test_a_frame_cut_short_is_a_damaged_stream_not_a_close() -> None:
+    """A delivery cut short with the stream going on: the bytes the parser then takes for
+    a header (``"xx"`` of a body, which would read as a close frame with code 30840) are
+    reported as a damaged stream."""
+    frames = [delivery(seq, 64) for seq in range(FRAMES)]
+    rest = b"".join(frames[1:30]) + frames[30][:50] + b"".join(frames[31:])
+    for chunks in splits(rest):
+        result = feed(frames, chunks)
+        assert result["closed"] and result["corrupt"], (len(chunks[0]), result)
