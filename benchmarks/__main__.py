@@ -780,7 +780,9 @@ def print_report(
                 f"{count} {reason}"
                 for reason, count in (run["metrics"].get("unpaced_close_reasons") or {}).items()
             )
-            notes.append(f"{run['label']}: {closed} clients closed by the server ({reasons})")
+            publisher = run["metrics"].get("unpaced_publisher_closed")
+            also = f"; the publisher among them: {publisher}" if publisher else ""
+            notes.append(f"{run['label']}: {closed} clients closed by the server ({reasons}){also}")
     for run in runs:
         busy = run["metrics"].get("latency_loadgen_cpu_util") or 0
         if run["ok"] and busy > 0.9:

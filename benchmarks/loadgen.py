@@ -1079,8 +1079,7 @@ class Loadgen:
         error = None
         while not done.is_set():
             if publisher.state == CLOSED:
-                error = f"the publisher was closed: {publisher.error}"
-                break
+                break  # a result (it is among the closed clients), not a failed phase
             self.poll(0.01)
             now = time.monotonic()
             published = first + bisect_right(ends, sent[0])
@@ -1095,8 +1094,6 @@ class Loadgen:
         stopping.set()
         writer.join(5.0)
         publish_s = time.perf_counter() - t0
-        if write_error and not error:
-            error = f"the publisher's {write_error[0]}"
         # what was never written does not count as published
         self.published = first + bisect_right(ends, sent[0])
         del self.counts[self.published :]
@@ -1132,6 +1129,8 @@ class Loadgen:
             "corrupt_frames": self.corrupt - corrupt0,
             "clients_closed": self.server_closed - closed0,
             "close_reasons": reasons,
+            "publisher_closed": publisher.error if publisher.state == CLOSED else None,
+            "publisher_write_error": write_error[0] if write_error else None,
             "unexpected": list(self.unexpected),
             "drain_s": drain["drain_s"],
             "error": error or drain.get("error"),

@@ -320,6 +320,7 @@ def run_unpaced(system: str, subscribers: int, params: dict[str, Any]) -> dict[s
         _window_cpu(metrics, "unpaced_", marks, "unpaced", flood["deliveries"])
         metrics["unpaced_clients_closed"] = flood["clients_closed"]
         metrics["unpaced_close_reasons"] = flood["close_reasons"]
+        metrics["unpaced_publisher_closed"] = flood["publisher_closed"]
         # what any client missed, the closed ones included, and what came twice
         metrics["unpaced_lost"] = flood["lost"] + flood["missed_by_closed"] + flood["duplicated"]
         metrics["unpaced_order_errors"] = flood["order_errors"] + flood["corrupt_frames"]
