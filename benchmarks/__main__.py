@@ -872,7 +872,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
     parser.add_argument(
         "--unpaced-count",
         type=int,
-        help="fanout-unpaced: broadcasts published (100000, fewer past 5.1M deliveries; "
+        help="fanout-unpaced: broadcasts published (100000, fewer past 5.1M deliveries; given: "
+        "exactly this many; "
         "quick 2000)",
     )
     parser.add_argument("--idle-size", type=int, help="idle: connections (10000)")

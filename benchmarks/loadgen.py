@@ -1096,6 +1096,17 @@ class Loadgen:
         publish_s = time.perf_counter() - t0
         # what was never written does not count as published
         self.published = first + bisect_right(ends, sent[0])
+        written = self.published - first
+        if publisher.state == CLOSED:
+            # The server closed the publisher: what it had taken in by then is unknown
+            # here. Wait until deliveries stop, and count as published what the client
+            # furthest on got (every client gets every broadcast from the first, in order).
+            quiet, seen = time.monotonic(), self.delivered
+            while time.monotonic() - quiet < float(spec.get("quiet_s", 1.0)):
+                self.poll(0.05)
+                if self.delivered != seen:
+                    quiet, seen = time.monotonic(), self.delivered
+            self.published = min(self.published, max((c.got for c in watched), default=0))
         del self.counts[self.published :]
         drain = self.drain(
             float(spec.get("drain_timeout", 60)),
@@ -1113,6 +1124,7 @@ class Loadgen:
         return {
             "subscribers": len(watched),
             "published": self.published - first,
+            "written": written,
             "publish_s": publish_s,
             "broadcasts_per_s": (self.published - first) / publish_s if publish_s > 0 else None,
             "deliveries": deliveries,
