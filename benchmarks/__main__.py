@@ -31,7 +31,7 @@ Scenarios (default: all)
 
 Usage::
 
-    python -m benchmarks                         # everything, 3 repeats (about 15-25 min)
+    python -m benchmarks                         # everything, 3 repeats (about 25-35 min)
     python -m benchmarks --quick                 # CI smoke run, under a minute
     python -m benchmarks fanout --sizes 1000 --repeat 1 --peers bare
     python -m benchmarks fanout --sizes 1000 --repeat 1 --profile /tmp/prof   # py-spy
