@@ -784,6 +784,13 @@ def print_report(
             also = f"; the publisher among them: {publisher}" if publisher else ""
             notes.append(f"{run['label']}: {closed} clients closed by the server ({reasons}){also}")
     for run in runs:
+        busy = run["metrics"].get("unpaced_loadgen_cpu_util") or 0
+        if busy > 0.8:
+            notes.append(
+                f"{run['label']}: the load generator (every client parsing every frame) used "
+                f"{busy:.2f} cores: the unpaced deliveries/s is its rate as much as the server's"
+            )
+    for run in runs:
         busy = run["metrics"].get("latency_loadgen_cpu_util") or 0
         if run["ok"] and busy > 0.9:
             notes.append(
