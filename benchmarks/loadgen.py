@@ -32,18 +32,20 @@ closing, so the parent can read the server's CPU time then) and one
 In the fan-out phases, one client in ``check_every`` (32; and the publisher) parses
 every frame; the others, once they have seen one delivery, only count bytes: every delivery
 has the same length (sequence numbers and timestamps are fixed-width), so frames =
-bytes / length, and the first two bytes at each frame boundary are compared with the
-expected header in one slice (a ping or anything else switches that client back to
-parsing), and the last digit of every sequence number is compared with what it must
-be (order). Losses are still found exactly (each client's count against the number
-published). Latency samples come from the parsing clients, spread evenly over the
-order in which the clients subscribed.
+bytes / length. Every header byte of every frame is compared with the first
+delivery's, one slice per byte position (a ping or anything else switches that client
+back to parsing), and the last three digits of every sequence number with what they
+must be, plus the whole number of each chunk's last frame (order: a gap, a repeat or a
+reordering by ten or a hundred shows). Losses are still found exactly (each
+client's count against the number published). Latency samples come from the
+parsing clients, spread evenly over the order in which the clients subscribed.
 
 Commands: ``connect`` (open ``n`` clients, ``k`` handshakes in flight, each
 joining ``topic``), ``saturate`` (publish with at most ``window`` broadcasts
 in flight, a broadcast being done when every client got it; count deliveries
 over ``duration`` after ``warmup``), ``latency`` (publish at ``rate``
-broadcasts/s on a fixed schedule; latency percentiles), ``join_topics``
+broadcasts/s on a fixed schedule; latency percentiles), ``flood`` (``count``
+broadcasts from an unpaced publisher, every client parsing every frame), ``join_topics``
 (every open client joins ``per_socket`` more topics, pipelined), ``close``.
 """
 
@@ -56,7 +58,9 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +88,24 @@ PARSE, COUNT = range(2)
 # count frames by bytes while saturating (see Loadgen.on_counted).
 SEQ_BASE = 10**9
 T_BASE = 10**15
-DIGITS = b"0123456789" * 7000  # last digits of consecutive sequence numbers
+SEQ_DIGITS = 10  # every sequence number is SEQ_BASE + n: ten digits
+#: COUNT mode checks the last SEQ_PLACES digits of every frame's sequence number (a
+#: reorder or gap by anything but a multiple of 1,000 shows) and the whole number of the
+#: last frame of each chunk read. SEQ_PATTERNS[p] holds the digit at place 10**p of
+#: 0, 1, 2, ...: its slice from n % 10**(p + 1) gives that digit of n, n + 1, ... for as
+#: many frames as one recv can hold.
+SEQ_PLACES = 3
+SEQ_PATTERNS = tuple(
+    bytes(48 + (i // 10**p) % 10 for i in range(10 ** (p + 1) + RECV_SIZE))
+    for p in range(SEQ_PLACES)
+)
+SEQ_CHECKS = tuple((p, 10 ** (p + 1), SEQ_PATTERNS[p]) for p in range(SEQ_PLACES))
+#: Chunks shorter than this many frames are checked frame by frame (count_few): fewer
+#: steps than the slices, which cost the same for one frame as for four hundred.
+FEW_FRAMES = 5
+#: The unpaced publisher (cmd_flood) writes from a thread of its own, so that reading
+#: the deliveries cannot pace it (a publisher served by the same loop as its readers
+#: only publishes as fast as they read, which is a paced publisher after all).
 # In the fan-out phases one client in CHECK_EVERY (and the publisher) parses every frame;
 # the others count bytes. Parsing every eighth client took a third of the generator's
 # time at half of channels_actor's saturation, where it must not be the bottleneck.
@@ -111,6 +132,7 @@ def mask_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 class Client:
     __slots__ = (
         "buf",
+        "close_code",
         "closed_by_server",
         "digit_at",
         "error",
@@ -119,6 +141,7 @@ class Client:
         "frame_head",
         "frame_len",
         "got",
+        "head_checks",
         "index",
         "join_ref",
         "joined_at",
@@ -150,13 +173,15 @@ class Client:
         self.joined_at = 0.0
         self.mode = PARSE
         self.frame_len = 0  # bytes of one delivery frame, header included (0: not seen yet)
-        self.frame_head = b""  # its first two bytes
+        self.frame_head = b""  # its header: FIN/opcode, length form, extended length
+        self.head_checks: tuple[tuple[int, int], ...] = ()  # (offset, byte) of each
         self.partial = 0  # COUNT mode: bytes of the frame in progress
         self.digit_at = 0  # offset of the last digit of "seq" in a delivery frame
+        self.close_code: int | None = None
 
 
 class Loadgen:
-    def __init__(self) -> None:
+    def __init__(self, watch_stdin: bool = True) -> None:
         self.ep = select.epoll()
         self.by_fd: dict[int, Client] = {}
         self.clients: list[Client] = []  # joined clients, in join order
@@ -164,8 +189,9 @@ class Loadgen:
         self.proto = "phoenix"
         self.stdin_buf = b""
         self.commands: list[dict[str, Any]] = []
-        self.stdin_open = True
-        self.ep.register(0, EPOLLIN)
+        self.stdin_open = watch_stdin
+        if watch_stdin:
+            self.ep.register(0, EPOLLIN)
         self.now_ns = time.perf_counter_ns()
         self.t0_ns = self.now_ns
         self.hybrid = False  # saturating: COUNT mode allowed, completion by averages
@@ -177,6 +203,7 @@ class Loadgen:
         self.completed = 0
         self.delivered = 0
         self.order_errors = 0
+        self.corrupt = 0  # delivery frames whose sequence number could not be read
         self.subscribers = 0
         self.window = 0
         self.pumping = False
@@ -407,52 +434,113 @@ class Loadgen:
             client.buf = data[pos:]
 
     def on_counted(self, client: Client, data: bytes) -> None:
-        """COUNT mode: frames = bytes / frame length, headers checked at each boundary."""
+        """COUNT mode: frames = bytes / frame length, every header byte and the sequence
+        number's last digits checked at every frame, in a few slices per chunk.
+
+        Frame number ``got + j`` starts at ``j * size - partial`` in ``data``, so the
+        byte at offset ``k`` of every frame that has it in this chunk is
+        ``data[(k - partial) % size :: size]``.
+        """
         size = client.frame_len
         partial = client.partial
         n = len(data)
-        first = size - partial if partial else 0  # where the next frame starts in data
-        if first < n:
-            heads = data[first::size]
-            lengths = data[first + 1 :: size]
-            head, length = client.frame_head[0], client.frame_head[1]
-            if heads.count(head) != len(heads) or lengths.count(length) != len(lengths):
-                self.uncount(client, data, first, heads, lengths)
+        if n < FEW_FRAMES * size:
+            self.count_few(client, data)
+            return
+        # n >= size here: every offset of a frame has at least one byte in this chunk
+        for k, value in client.head_checks:
+            seen = data[(k - partial) % size :: size]
+            if seen.count(value) != len(seen):
+                self.uncount(client, data)
                 return
-        # The last digit of each frame's sequence number must count up: in order, no gap.
+        got = client.got
         digit_at = client.digit_at
-        at = (digit_at - partial) % size
-        if at < n:
-            digits = data[at::size]
-            index = (client.got + (1 if partial > digit_at else 0)) % 10
-            if digits != DIGITS[index : index + len(digits)]:
+        # The last SEQ_PLACES digits of each frame's sequence number must count up: in
+        # order, no gap, no repeat.
+        for place, period, pattern in SEQ_CHECKS:
+            offset = digit_at - place
+            first = (got + 1 if partial > offset else got) % period
+            if not pattern.startswith(data[(offset - partial) % size :: size], first):
                 self.order_errors += 1
+                break
+        else:
+            # and the whole number of the last frame that has it all in this chunk
+            seq_at = digit_at + 1 - SEQ_DIGITS
+            last = (n + partial - seq_at - SEQ_DIGITS) // size
+            at = last * size - partial + seq_at
+            if at >= 0 and not data.startswith(b"%d" % (SEQ_BASE + got + last), at):
+                self.order_errors += 1
+        total = partial + n
+        frames = total // size
+        client.partial = total - frames * size
+        client.got = got + frames
+        self.delivered += frames
+
+    def count_few(self, client: Client, data: bytes) -> None:
+        """:meth:`on_counted` for a chunk of a few frames, cheaper than its slices: each
+        frame's header and its whole sequence number (what of them is in this chunk)
+        compared in one piece."""
+        size, head, partial = client.frame_len, client.frame_head, client.partial
+        hlen = len(head)
+        n = len(data)
+        seq_at = client.digit_at + 1 - SEQ_DIGITS
+        seq = SEQ_BASE + client.got
+        start = -partial  # where the frame with sequence number ``seq`` began
+        while start < n:
+            stop = start + hlen
+            if start >= 0 and stop <= n:
+                if data[start:stop] != head:
+                    self.uncount(client, data)
+                    return
+            elif stop > 0:  # a header cut by the chunk's start or end
+                lo, hi = max(0, start), min(n, stop)
+                if data[lo:hi] != head[lo - start : hi - start]:
+                    self.uncount(client, data)
+                    return
+            at = start + seq_at
+            if at >= 0 and at + SEQ_DIGITS <= n:
+                if data[at : at + SEQ_DIGITS] != b"%d" % seq:
+                    self.order_errors += 1
+            elif at + SEQ_DIGITS > 0 and at < n:
+                lo, hi = max(0, at), min(n, at + SEQ_DIGITS)
+                if data[lo:hi] != (b"%d" % seq)[lo - at : hi - at]:
+                    self.order_errors += 1
+            start += size
+            seq += 1
         total = partial + n
         frames = total // size
         client.partial = total - frames * size
         client.got += frames
         self.delivered += frames
 
-    def uncount(
-        self, client: Client, data: bytes, first: int, heads: bytes, lengths: bytes
-    ) -> None:
-        """Something else than a delivery (a ping, a close) in COUNT mode: parse from it."""
-        head, length = client.frame_head[0], client.frame_head[1]
-        index = 0
-        while (
-            index < len(heads)
-            and heads[index] == head
-            and (index >= len(lengths) or lengths[index] == length)
-        ):
-            index += 1
-        frames = index + (1 if client.partial else 0)
-        client.got += frames
-        self.delivered += frames
+    def uncount(self, client: Client, data: bytes) -> None:
+        """Something else than a delivery (a ping, a close, a damaged frame) in COUNT
+        mode: count the deliveries before it, then parse from where it starts."""
+        size, head, partial = client.frame_len, client.frame_head, client.partial
+        n = len(data)
+        start = -partial  # where the frame in progress began, relative to data
+        while start < n:
+            lo, hi = max(0, start), min(n, start + len(head))
+            if lo < hi and data[lo:hi] != head[lo - start : hi - start]:
+                break
+            start += size
         client.mode = PARSE
+        if start < 0:
+            # The frame in progress is the odd one: what came of it in the last chunk
+            # were its first header bytes, equal to a delivery's.
+            client.buf = head[:partial]
+            rest = data
+        else:
+            if start:
+                client.mode = COUNT
+                self.on_counted(client, data[:start])  # deliveries only: no mismatch there
+                client.mode = PARSE
+            client.buf = b""
+            rest = data[start:]
         client.partial = 0
-        client.buf = b""
         client.expect = client.got  # every client gets every broadcast from seq 0 on
-        self.on_deliveries(client, data[first + index * client.frame_len :])
+        if rest or client.buf:
+            self.on_deliveries(client, rest)
 
     def on_deliveries(self, client: Client, data: bytes) -> None:
         """:meth:`on_frames` and the delivery checks in one loop, for the fan-out phases.
@@ -471,7 +559,13 @@ class Loadgen:
         sampling = self.sampling
         expect = client.expect
         got = completed = disorder = 0
+        damaged = False
         while n - pos >= 2:
+            if data[pos] & 0x70 or data[pos + 1] & 0x80:
+                # RSV bits (no extension is negotiated) or a masked server frame: this is
+                # not a frame header, the stream is out of step (a frame cut short)
+                damaged = True
+                break
             size = data[pos + 1] & 0x7F
             if size < 126:
                 start = pos + 2
@@ -495,6 +589,8 @@ class Loadgen:
                     self.send(client, mask_frame(data[start:end], 0xA))
                 elif opcode == 8:
                     client.closed_by_server = True
+                    if size >= 2:
+                        client.close_code = (data[start] << 8) | data[start + 1]
                     break
                 continue
             i = find(b'"seq":', start, end)
@@ -502,7 +598,15 @@ class Loadgen:
                 self.on_control(client, data, start, end)
                 continue
             j = find(b",", i + 6, end)
-            seq = int(data[i + 6 : j]) - SEQ_BASE
+            try:
+                seq = int(data[i + 6 : j]) - SEQ_BASE
+            except ValueError:
+                seq = -1
+            if not 0 <= seq < len(counts):
+                # a damaged frame, such as one cut short by the next frame's header
+                self.corrupt += 1
+                self.note(client, data[start:end])
+                continue
             if seq != expect:
                 disorder += 1
             expect = seq + 1
@@ -518,14 +622,20 @@ class Loadgen:
             if not client.frame_len:
                 frame_start = start - (2 if size < 126 else 4 if size < 65536 else 10)
                 client.frame_len = end - frame_start
-                client.frame_head = data[frame_start : frame_start + 2]
+                client.frame_head = data[frame_start:start]
+                client.head_checks = tuple(enumerate(client.frame_head))
                 client.digit_at = j - 1 - frame_start
         client.expect = expect
         client.got += got
         self.delivered += got
         self.order_errors += disorder
+        if damaged:
+            self.corrupt += 1
+            self.note(client, data[pos : pos + 40])
+            self.fail(client, "damaged stream: no frame header where one must start")
+            return
         if client.closed_by_server:
-            self.fail(client, "close frame")
+            self.fail(client, f"close frame {client.close_code}")
             return
         if pos < n:
             client.buf = data[pos:]
@@ -621,12 +731,16 @@ class Loadgen:
             text = body
         return mask_frame(text.encode())
 
-    def publish(self) -> None:
+    def next_frame(self) -> bytes:
+        """The next broadcast's frame, counted as published."""
         seq = self.published
         self.published += 1
         self.counts.append(0)
         t = T_BASE + time.perf_counter_ns() - self.t0_ns
-        self.send(self.clients[0], self.publish_frame(SEQ_BASE + seq, t))
+        return self.publish_frame(SEQ_BASE + seq, t)
+
+    def publish(self) -> None:
+        self.send(self.clients[0], self.next_frame())
 
     def pump(self) -> None:
         while self.published - self.completed < self.window:
@@ -702,7 +816,10 @@ class Loadgen:
         deliveries in flight, times ``ramp_factor`` each step, until the rate
         stops growing (below 0.9x the best), the queue already holds
         ``max_queue_s`` of work at the measured rate, or ``ramp_probes`` probes
-        ran. The best window is then measured over ``duration``.
+        ran. The best window is then measured over ``duration``. ``window=1`` is
+        one broadcast in flight: the next is published once every client has the
+        last, so nothing can be coalesced and each broadcast pays its full latency.
+        The window's marks are the events ``<mark>_start`` and ``<mark>_end``.
         """
         self.start_fanout(spec)
         warmup, duration = float(spec["warmup"]), float(spec["duration"])
@@ -762,11 +879,12 @@ class Loadgen:
                 window = next_window
             set_window(best_window)
         error = error or wait(warmup)
-        emit({"event": "window_start"})
+        mark = str(spec.get("mark", "window"))
+        emit({"event": f"{mark}_start"})
         d0, t0, cpu0 = self.delivered, time.perf_counter(), time.process_time()
         error = error or wait(duration)
         d1, t1, cpu1 = self.delivered, time.perf_counter(), time.process_time()
-        emit({"event": "window_end"})
+        emit({"event": f"{mark}_end"})
         self.pumping = False
         counted = sum(1 for c in self.live() if c.mode == COUNT)
         drain = self.drain(
@@ -785,8 +903,10 @@ class Loadgen:
             "deliveries": d1 - d0,
             "elapsed_s": elapsed,
             "deliveries_per_s": (d1 - d0) / elapsed,
+            "broadcast_ms": elapsed * 1e3 * subscribers / (d1 - d0) if d1 > d0 else None,
             "loadgen_cpu_s": cpu1 - cpu0,
             "loadgen_cpu_util": (cpu1 - cpu0) / elapsed,
+            "loadgen_cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / (d1 - d0) if d1 > d0 else None,
             "error": error or drain.get("error"),
             **{k: v for k, v in drain.items() if k != "error"},
         }
@@ -855,11 +975,14 @@ class Loadgen:
         self.samples = []
         self.sampling = True
         first = self.published
+        emit({"event": "latency_start"})
         d0, cpu0 = self.delivered, time.process_time()
         started = time.monotonic()
         self.publish_until(started + duration, due, interval)
         elapsed = time.monotonic() - started
         cpu = time.process_time() - cpu0
+        d1 = self.delivered
+        emit({"event": "latency_end"})
         self.set_lowat(counting, 1)
         drain = self.drain(
             float(spec.get("drain_timeout", 60)),
@@ -869,12 +992,17 @@ class Loadgen:
         self.sampling = False
         samples = sorted(self.samples)
         self.samples = []
+        achieved = (d1 - d0) / elapsed
+        mean_s = sum(samples) * 1e-9 / len(samples) if samples else None
         return {
             "rate": rate,
             "duration_s": duration,
             "published": self.published - first,
-            "deliveries": self.delivered - d0,
-            "achieved_deliveries_per_s": (self.delivered - d0) / elapsed,
+            "deliveries": d1 - d0,
+            "achieved_deliveries_per_s": achieved,
+            # Little's law: deliveries on their way at any moment, on average
+            "in_flight_deliveries": achieved * mean_s if mean_s is not None else None,
+            "mean_ms": mean_s * 1e3 if mean_s is not None else None,
             "samples": len(samples),
             "p50_ms": percentile(samples, 50, 1e-6),
             "p90_ms": percentile(samples, 90, 1e-6),
@@ -895,6 +1023,130 @@ class Loadgen:
                 due += interval
                 continue
             self.poll(min(due, end) - now)
+
+    def cmd_flood(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The unpaced publisher: ``count`` broadcasts written as fast as the server reads
+        them (no window, no schedule: only TCP can slow the publisher down), then wait
+        until every client still open has every one of them. A thread of its own writes
+        them, so that reading the deliveries here cannot pace the publisher.
+
+        Every client parses every frame here (``check_every`` 1 by default) and checks
+        each sequence number against the one it must be, so a gap, a duplicate, a
+        reordering or a damaged frame shows on the client it happened to; the clients
+        the server closed are reported with how they were closed (close code or end of
+        file) and what they missed. The phase's marks are ``unpaced_start`` and
+        ``unpaced_end`` (the end once everything arrived or the drain gave up).
+        """
+        self.start_fanout({**spec, "check_every": spec.get("check_every", 1)})
+        count = int(spec["count"])
+        stall = float(spec.get("stall_s", 10.0))
+        publisher = self.clients[0]
+        watched = self.live()
+        first, d0 = self.published, self.delivered
+        errors0, corrupt0, closed0 = self.order_errors, self.corrupt, self.server_closed
+        frames = [self.next_frame() for _ in range(count)]
+        ends = []  # byte offset where each frame ends: frames sent = bisect(ends, sent)
+        total = 0
+        for frame in frames:
+            total += len(frame)
+            ends.append(total)
+        wire = memoryview(b"".join(frames))
+        sent = [0]  # bytes written by the writer thread
+        done = threading.Event()
+        stopping = threading.Event()
+        write_error: list[str] = []
+
+        def write() -> None:
+            sock = publisher.sock
+            try:
+                while sent[0] < total and not stopping.is_set():
+                    try:
+                        sent[0] += sock.send(wire[sent[0] :])
+                    except (BlockingIOError, InterruptedError):
+                        select.select([], [sock], [], 0.1)
+            except OSError as exc:
+                write_error.append(f"send: {exc}")
+            finally:
+                done.set()
+
+        in_flight: list[int] = []
+        emit({"event": "unpaced_start"})
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        writer = threading.Thread(target=write, name="unpaced-publisher", daemon=True)
+        writer.start()
+        last_sample = last_progress = time.monotonic()
+        progress = (self.delivered, 0)
+        error = None
+        while not done.is_set():
+            if publisher.state == CLOSED:
+                break  # a result (it is among the closed clients), not a failed phase
+            self.poll(0.01)
+            now = time.monotonic()
+            published = first + bisect_right(ends, sent[0])
+            if now - last_sample >= 0.01:
+                last_sample = now
+                in_flight.append(sum(published - c.got for c in watched if c.state == JOINED))
+            if (self.delivered, sent[0]) != progress:
+                progress, last_progress = (self.delivered, sent[0]), now
+            elif now - last_progress > stall:
+                error = f"nothing sent or received for {stall:.0f}s"
+                break
+        stopping.set()
+        writer.join(5.0)
+        publish_s = time.perf_counter() - t0
+        # what was never written does not count as published
+        self.published = first + bisect_right(ends, sent[0])
+        written = self.published - first
+        if publisher.state == CLOSED:
+            # The server closed the publisher: what it had taken in by then is unknown
+            # here. Wait until deliveries stop, and count as published what the client
+            # furthest on got (every client gets every broadcast from the first, in order).
+            quiet, seen = time.monotonic(), self.delivered
+            while time.monotonic() - quiet < float(spec.get("quiet_s", 1.0)):
+                self.poll(0.05)
+                if self.delivered != seen:
+                    quiet, seen = time.monotonic(), self.delivered
+            self.published = min(self.published, max((c.got for c in watched), default=0))
+        del self.counts[self.published :]
+        drain = self.drain(
+            float(spec.get("drain_timeout", 60)),
+            stall,
+            lambda: all(c.got >= self.published for c in watched if c.state == JOINED),
+        )
+        t1, cpu1 = time.perf_counter(), time.process_time()
+        emit({"event": "unpaced_end"})
+        closed = [c for c in watched if c.state != JOINED]
+        reasons: dict[str, int] = {}
+        for client in closed:
+            reason = str(client.error)[:60]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        deliveries = self.delivered - d0
+        return {
+            "subscribers": len(watched),
+            "published": self.published - first,
+            "written": written,
+            "publish_s": publish_s,
+            "broadcasts_per_s": (self.published - first) / publish_s if publish_s > 0 else None,
+            "deliveries": deliveries,
+            "elapsed_s": t1 - t0,
+            "deliveries_per_s": deliveries / (t1 - t0),
+            "in_flight_mean": sum(in_flight) / len(in_flight) if in_flight else None,
+            "in_flight_max": max(in_flight, default=None),
+            "loadgen_cpu_s": cpu1 - cpu0,
+            "loadgen_cpu_util": (cpu1 - cpu0) / (t1 - t0),
+            "lost": sum(max(0, self.published - c.got) for c in watched if c.state == JOINED),
+            "duplicated": sum(max(0, c.got - self.published) for c in watched),
+            "missed_by_closed": sum(max(0, self.published - c.got) for c in closed),
+            "order_errors": self.order_errors - errors0,
+            "corrupt_frames": self.corrupt - corrupt0,
+            "clients_closed": self.server_closed - closed0,
+            "close_reasons": reasons,
+            "publisher_closed": publisher.error if publisher.state == CLOSED else None,
+            "publisher_write_error": write_error[0] if write_error else None,
+            "unexpected": list(self.unexpected),
+            "drain_s": drain["drain_s"],
+            "error": error or drain.get("error"),
+        }
 
     @staticmethod
     def set_lowat(clients: list[Client], lowat: int) -> None:

@@ -18,10 +18,11 @@ from typing import Any
 
 from benchmarks._procs import ChildError, LoadgenProcess, ServerProcess
 
-__all__ = ["PROTOCOLS", "run_fanout", "run_idle", "run_joins"]
+__all__ = ["PROTOCOLS", "run_fanout", "run_idle", "run_joins", "run_unpaced"]
 
 PROTOCOLS = {
     "channels_actor": "phoenix",
+    "bare-batched": "plain",
     "bare": "plain",
     "bare-sendall": "plain",
     "websockets": "plain",
@@ -127,14 +128,36 @@ class _Profiler:
         return str(self.path)
 
 
+def _window_cpu(
+    metrics: dict[str, Any],
+    prefix: str,
+    marks: dict[str, dict[str, Any]],
+    mark: str,
+    deliveries: int,
+) -> None:
+    """``<prefix>cpu_us_per_delivery`` (and ``<prefix>cpu_util``): the server's CPU
+    between the events ``<mark>_start`` and ``<mark>_end``, per delivery counted there."""
+    start, end = marks.get(f"{mark}_start"), marks.get(f"{mark}_end")
+    if not (start and end and deliveries):
+        return
+    cpu = end["cpu_s"] - start["cpu_s"]
+    wall = end["monotonic"] - start["monotonic"]
+    metrics[f"{prefix}cpu_us_per_delivery"] = cpu * 1e6 / deliveries
+    metrics[f"{prefix}cpu_util"] = cpu / wall if wall > 0 else None
+
+
 def run_fanout(
     system: str, subscribers: int, params: dict[str, Any], *, intercept: bool = False
 ) -> dict[str, Any]:
     """The chat pattern: ``subscribers`` clients on one topic, one of them publishing.
 
     Saturation deliveries/s (bounded window of broadcasts in flight), the
-    server's CPU per delivery in that window, then latency at half that rate,
-    and a check that every client got every broadcast once, in order.
+    server's CPU per delivery in that window; then one broadcast in flight
+    (each published once every client has the last: no coalescing, the full
+    per-broadcast cost); then latency at half the saturation rate, paced, and
+    a check that every client got every broadcast once, in order. Each phase
+    records the deliveries in flight it ran at and the server's CPU per
+    delivery in it.
     """
     metrics: dict[str, Any] = {"subscribers": subscribers}
     topic = "fani:lobby" if intercept else "fan:lobby"
@@ -197,14 +220,37 @@ def run_fanout(
             if machine is not None and wall > 0:
                 # what the rest of the machine (other tenants) used meanwhile
                 metrics["others_cores"] = machine - cpu / wall - sat["loadgen_cpu_util"]
+        metrics["loadgen_cpu_us_per_delivery"] = sat.get("loadgen_cpu_us_per_delivery")
         if sat.get("error"):
             metrics["error"] = f"saturate: {sat['error']}"
             metrics["lost"] = sat["lost_total"] + sat["duplicates_total"]
             return metrics
+        if params.get("one_duration"):
+            one = lg.command(
+                "saturate",
+                params["one_warmup"] + params["one_duration"] + 300,
+                on_event=on_event,
+                mark="one",
+                window=1,
+                warmup=params["one_warmup"],
+                duration=params["one_duration"],
+                stall_s=params["stall_s"],
+            )
+            metrics["one"] = one
+            metrics["one_deliveries_per_s"] = one["deliveries_per_s"]
+            metrics["one_broadcast_ms"] = one["broadcast_ms"]
+            metrics["one_in_flight_deliveries"] = one["in_flight_deliveries"]
+            metrics["one_loadgen_cpu_util"] = one["loadgen_cpu_util"]
+            _window_cpu(metrics, "one_", marks, "one", one["deliveries"])
+            if one.get("error"):
+                metrics["error"] = f"one in flight: {one['error']}"
+                metrics["lost"] = one["lost_total"] + one["duplicates_total"]
+                return metrics
         broadcasts_per_s = 0.5 * rate / subscribers
         lat = lg.command(
             "latency",
             4 * params["duration"] + 200,
+            on_event=on_event,
             rate=broadcasts_per_s,
             warmup=params["warmup"],
             duration=params["duration"],
@@ -214,6 +260,8 @@ def run_fanout(
         )
         metrics["latency"] = lat
         metrics["latency_rate_deliveries_per_s"] = broadcasts_per_s * subscribers
+        metrics["latency_in_flight_deliveries"] = lat.get("in_flight_deliveries")
+        _window_cpu(metrics, "latency_", marks, "latency", lat["deliveries"])
         metrics["p50_ms"] = lat["p50_ms"]
         metrics["p99_ms"] = lat["p99_ms"]
         metrics["latency_loadgen_cpu_util"] = lat["loadgen_cpu_util"]
@@ -232,6 +280,57 @@ def run_fanout(
             problems.append(f"{lat['clients_closed']} clients closed by the server")
         if problems:
             metrics["error"] = "; ".join(problems)
+    return metrics
+
+
+def run_unpaced(system: str, subscribers: int, params: dict[str, Any]) -> dict[str, Any]:
+    """An unpaced publisher: ``subscribers`` clients on one topic, client 0 writes
+    ``unpaced_count`` broadcasts as fast as the server reads them, every client parses
+    every frame. Whether every client got every broadcast, in order, and how many the
+    server closed (and how); the rate, in flight and server CPU per delivery meanwhile.
+    """
+    metrics: dict[str, Any] = {"subscribers": subscribers}
+    options = params.get("server_options", {}).get(system)
+    with ServerProcess(system, options) as server, LoadgenProcess() as lg:
+        metrics["server_pid"] = server.pid
+        connected = _connect(lg, server, subscribers, "fan:lobby", params)
+        metrics["connect"] = connected
+        error = _connect_error(connected)
+        if error:
+            metrics["error"] = error
+            return metrics
+        marks: dict[str, dict[str, Any]] = {}
+
+        def on_event(event: dict[str, Any]) -> None:
+            marks[event["event"]] = server.stats()
+
+        flood = lg.command(
+            "flood",
+            params["stall_s"] * 2 + 400,
+            on_event=on_event,
+            count=params["unpaced_count"],
+            stall_s=params["stall_s"],
+        )
+        metrics["flood"] = flood
+        metrics["unpaced_broadcasts"] = flood["published"]
+        for key in ("deliveries_per_s", "broadcasts_per_s", "loadgen_cpu_util"):
+            metrics[f"unpaced_{key}"] = flood[key]
+        metrics["unpaced_in_flight_deliveries"] = flood["in_flight_mean"]
+        metrics["unpaced_in_flight_max"] = flood["in_flight_max"]
+        _window_cpu(metrics, "unpaced_", marks, "unpaced", flood["deliveries"])
+        metrics["unpaced_clients_closed"] = flood["clients_closed"]
+        metrics["unpaced_close_reasons"] = flood["close_reasons"]
+        metrics["unpaced_publisher_closed"] = flood["publisher_closed"]
+        # what any client missed, the closed ones included, and what came twice
+        metrics["unpaced_lost"] = flood["lost"] + flood["missed_by_closed"] + flood["duplicated"]
+        metrics["unpaced_order_errors"] = flood["order_errors"] + flood["corrupt_frames"]
+        final = server.stats()
+        metrics["server_threads"] = final["threads"]
+        metrics["server_rss_kib"] = final["rss_kib"]
+        if flood.get("error"):
+            # The figures above are the result (losses and closes included); an error
+            # here means the phase itself could not finish.
+            metrics["error"] = f"unpaced: {flood['error']}"
     return metrics
 
 

@@ -14,18 +14,27 @@ Usage::
     :class:`InterceptChannel` (the same with ``intercept = ["new_msg"]`` and a
     ``handle_out`` that pushes, so every delivery runs in each subscriber's
     actor). Any other topic joins a :class:`BenchChannel`.
-``bare``
-    the ceiling: simple-websocket connections behind a one-thread accept loop
-    (the handshake is done inline by ``simple_websocket.Server``, which then
-    runs its own reader thread per connection). A text message received on
-    any connection (already JSON-encoded) is written to every connection with
-    ``ws.send`` in a plain loop, on the receiving connection's reader thread:
-    simple-websocket frames every send, as the issue's bare loop does. Each
-    connection gets ``{"joined":1}`` once it is registered.
+``bare-batched``
+    the ceiling of this load generator: the least work a broadcast server can
+    do. The bare server below, but a received message is framed once and
+    queued; one writer thread takes up to 64 queued frames at a time (the
+    batch channels_actor's registry dispatches at most) and writes them with
+    one ``socket.sendall`` per connection. The queue is bounded: when it is
+    full the receiving connection's reader thread waits, so TCP slows the
+    publisher down.
 ``bare-sendall``
-    the same server, but the message is framed once and the pre-framed bytes
-    are written with ``socket.sendall`` to every connection: the cheapest
-    plain loop (an optional peer, not run by default).
+    the bare server, but the message is framed once and the pre-framed bytes
+    are written with one ``socket.sendall`` per connection per message: the
+    cheapest loop without coalescing.
+``bare``
+    the per-delivery loop: simple-websocket connections behind a one-thread
+    accept loop (the handshake is done inline by ``simple_websocket.Server``,
+    which then runs its own reader thread per connection). A text message
+    received on any connection (already JSON-encoded) is written to every
+    connection with ``ws.send`` in a plain loop, on the receiving connection's
+    reader thread: simple-websocket frames every send, so every delivery is
+    framed and written on its own. Each connection gets ``{"joined":1}`` once
+    it is registered.
 ``socketio``
     python-socketio in threading mode (``async_mode="threading"``: its
     simple-websocket transport) served by werkzeug's threaded WSGI server;
@@ -54,13 +63,19 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from benchmarks import _util
 
-KINDS = ("channels_actor", "bare", "bare-sendall", "socketio", "websockets")
+KINDS = ("channels_actor", "bare-batched", "bare-sendall", "bare", "socketio", "websockets")
+BARE_KINDS = ("bare-batched", "bare-sendall", "bare")
 JOINED_ACK = '{"joined":1}'
+#: bare-batched: frames written in one sendall at most (channels_actor's registry BATCH),
+#: and frames queued at most before a reader thread waits.
+BATCH = 64
+MAX_QUEUED = 4096
 
 
 def process_stats() -> dict[str, Any]:
@@ -185,11 +200,11 @@ class BareHub:
                 self.snapshot = tuple(self.connections)
 
     def broadcast(self, message: str | bytes) -> None:
-        """``ws.send`` the received (already JSON-encoded) message to every connection.
+        """Write the received (already JSON-encoded) message to every connection.
 
-        This is the bare loop the issue and MEASURED.md define: simple-websocket
-        frames every send (wsproto), then writes it; channels_actor's fastlane
-        frames once per broadcast and then only writes bytes.
+        ``bare``: ``ws.send`` per connection, the loop MEASURED.md calls bare:
+        simple-websocket frames every send (wsproto), then writes it.
+        ``bare-sendall``: framed once, then one ``sendall`` per connection.
         """
         dead = []
         if self.preframed:
@@ -208,6 +223,48 @@ class BareHub:
                     dead.append(ws)
         for ws in dead:
             self.remove(ws)
+
+
+class BatchedHub(BareHub):
+    """``bare-batched``: frame once, queue, and one writer thread that sends up to
+    :data:`BATCH` queued frames to each connection in one ``sendall``."""
+
+    def __init__(self) -> None:
+        super().__init__(preframed=True)
+        self.queued: deque[bytes] = deque()
+        self.changed = threading.Condition(threading.Lock())
+        threading.Thread(target=self._write_loop, name="bare-batched", daemon=True).start()
+
+    def broadcast(self, message: str | bytes) -> None:
+        """Frame and queue; wait while the queue is full (TCP then slows the sender)."""
+        data = message.encode() if isinstance(message, str) else bytes(message)
+        wire = text_frame(data)
+        with self.changed:
+            while len(self.queued) >= MAX_QUEUED:
+                self.changed.wait()
+            self.queued.append(wire)
+            if len(self.queued) == 1:
+                self.changed.notify_all()
+
+    def _write_loop(self) -> None:
+        queued = self.queued
+        while True:
+            with self.changed:
+                while not queued:
+                    self.changed.wait()
+                full = len(queued) >= MAX_QUEUED
+                batch = [queued.popleft() for _ in range(min(BATCH, len(queued)))]
+                if full:
+                    self.changed.notify_all()
+            wire = b"".join(batch)
+            dead = []
+            for ws in self.snapshot:
+                try:
+                    ws.sock.sendall(wire)
+                except OSError:
+                    dead.append(ws)
+            for ws in dead:
+                self.remove(ws)
 
 
 class _BroadcastInbox(list[Any]):
@@ -255,7 +312,7 @@ def _environ(head: bytes, sock: socket.socket) -> dict[str, Any]:
 def serve_bare(host: str, port: int, kind: str = "bare") -> None:
     import simple_websocket
 
-    hub = BareHub(preframed=kind == "bare-sendall")
+    hub = BatchedHub() if kind == "bare-batched" else BareHub(preframed=kind == "bare-sendall")
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
@@ -399,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
             key, _, value = item.partition("=")
             options[key] = json.loads(value)
         serve_channels_actor(args.host, args.port, options)
-    elif args.kind in ("bare", "bare-sendall"):
+    elif args.kind in BARE_KINDS:
         serve_bare(args.host, args.port, args.kind)
     elif args.kind == "socketio":
         serve_socketio(args.host, args.port)
