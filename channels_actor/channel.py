@@ -164,16 +164,20 @@ def _encode(serializer: Serializer, value: Message | Reply) -> Any:
         raise ChannelError(msg) from None
 
 
-def _check_size(frame: Any, connection: Any, what: str) -> None:
-    """Refuse an outgoing frame larger than the endpoint's ``max_frame_size``."""
-    endpoint = getattr(connection, "endpoint", None)
-    if endpoint is None or not isinstance(frame, (str, bytes)):
-        return
-    limit: int = endpoint.config.max_frame_size
-    size = len(frame)
-    if isinstance(frame, str) and size * 4 > limit:
-        size = len(frame.encode())  # only near the limit: a character is up to 4 bytes
+def _refuse_oversized(frame: Any, limit: int, action: str, event: str | None) -> None:
+    """Raise unless ``frame`` fits ``max_frame_size`` (``limit``); the exact check.
+
+    Callers come here only when the frame's length times four passes the limit,
+    so a push pays one ``len`` and a comparison.
+    """
+    if isinstance(frame, str):
+        size = len(frame.encode())
+    elif isinstance(frame, bytes):
+        size = len(frame)
+    else:
+        return  # in-memory frames (Message, Reply) have no wire size
     if size > limit:
+        what = action if event is None else f"{action} {preview(event)}"
         msg = (
             f"Cannot {what}: the message is {size} bytes, more than max_frame_size "
             f"({limit}); send it in parts or raise the endpoint's max_frame_size"
@@ -207,8 +211,10 @@ def push(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None
     assert serializer is not None
     check_payload(message, serializer, ChannelError)
     frame = _encode(serializer, Message(socket.topic or "", event, message, None, socket.join_ref))
-    _check_size(frame, socket.connection, f"push {event!r}")
-    socket.connection.send(frame)
+    connection = socket.connection
+    if len(frame) * 4 > connection.max_frame_size:  # a character is at most 4 bytes
+        _refuse_oversized(frame, connection.max_frame_size, "push", event)
+    connection.send(frame)
 
 
 def broadcast(socket: Socket, event: str, message: Mapping[str, Any] | bytes) -> None:
@@ -291,7 +297,8 @@ def reply(ref: SocketRef, status_or_reply: ReplyT) -> None:
     status, payload = normal
     check_payload(payload, ref.serializer, ChannelError)
     frame = _encode(ref.serializer, Reply(ref.topic, status, payload, ref.ref, ref.join_ref))
-    _check_size(frame, ref.connection, "reply")
+    if len(frame) * 4 > ref.connection.max_frame_size:
+        _refuse_oversized(frame, ref.connection.max_frame_size, "reply", None)
     ref.connection.send(frame)
 
 

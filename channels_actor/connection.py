@@ -87,6 +87,8 @@ class Connection:
         self.endpoint = endpoint
         self.number = next(_ids)
         self.transport = transport
+        #: the largest frame the endpoint sends or accepts (push and reply check it)
+        self.max_frame_size = endpoint.config.max_frame_size
         self.socket = socket._replace(connection=self, transport=transport.name)
         assert socket.handler is not None
         config = endpoint.config
