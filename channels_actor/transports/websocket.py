@@ -255,6 +255,7 @@ class WebSocketTransport:
             incomplete = IncompleteMessages(limit=1 << 62)
         self._incomplete = incomplete
         self._incomplete_since: float | None = None
+        self._paused_at = 0.0  # when flow control last stopped reading this client
         self._incomplete_held = 0
 
     def __repr__(self) -> str:
@@ -436,13 +437,18 @@ class WebSocketTransport:
         """Stop reading this client (flow control; reactor thread)."""
         if self._state == "open" and not self._read_paused:
             self._read_paused = True
+            self._paused_at = time.monotonic()
             self._update_interest()
 
     def resume_reading(self) -> None:
         """Read this client again (reactor thread)."""
         if self._read_paused:
             self._read_paused = False
-            self._last_seen = time.monotonic()  # paused time is not the client's silence
+            now = time.monotonic()
+            self._last_seen = now  # paused time is not the client's silence
+            if self._incomplete_since is not None:
+                # nor time the client took to finish its message: it could not send it
+                self._incomplete_since += now - self._paused_at
             self._update_interest()
 
     def _update_interest(self) -> None:
@@ -613,6 +619,7 @@ class WebSocketTransport:
         since = self._incomplete_since
         if (
             self._state == "open"
+            and not self._read_paused
             and since is not None
             and self.ws is not None
             and self.ws.incoming_message is not None

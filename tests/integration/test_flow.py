@@ -23,6 +23,7 @@ from channels_actor import (
     broadcast_from,
     push,
 )
+from tests.integration import rawframes
 from tests.integration.serverframes import OP_CLOSE, OP_TEXT, RawClient, message
 from tests.integration.wsclient import Client
 
@@ -374,6 +375,68 @@ def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) 
         assert all(r[4]["status"] == "ok" for r in replies)
         assert ep.counters.get("backpressure_paused_seconds") >= 1.2
     finally:
+        stuck.close()
+        publisher.close()
+
+
+def test_paused_time_does_not_count_against_an_unfinished_message(
+    start: Any, paused: threading.Event
+) -> None:
+    # A publisher paused in the middle of a fragmented message could not send
+    # the rest meanwhile: the pause must not run out incomplete_message_timeout.
+    ep, port = start(incomplete_message_timeout=0.4, max_buffer=256 * 1024)
+    topic = "flow:fragment"
+    stuck = RawClient(port, rcvbuf=4096)
+    publisher = RawClient(port)
+    stop = threading.Event()
+    reading = threading.Event()
+
+    def read_slowly() -> None:  # congested but draining: keeps the pause on
+        while not stop.is_set():
+            try:
+                stuck.sock.recv(16384)
+            except OSError:
+                return
+            reading.set()
+            time.sleep(0.01)  # a slow reader is the behaviour under test
+
+    reader = threading.Thread(target=read_slowly, name="test-slow-reader")
+    try:
+        assert stuck.join(topic)["status"] == "ok"
+        assert publisher.join(topic)["status"] == "ok"
+        ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})
+        assert publisher.next_json()[3] == "big"
+        ep.broadcast(topic, "more", {"pad": "m" * 100_000})
+        assert publisher.next_json()[3] == "more"
+        reader.start()
+        assert reading.wait(5)
+        heartbeat = json.dumps([None, "hb", "phoenix", "heartbeat", {}]).encode()
+        # in one write: a broadcast (the publisher is paused) and the first half of a message
+        publisher.sock.sendall(
+            message("1", "2", topic, "flood", {"seq": 0})
+            + rawframes.client_frame(OP_TEXT, heartbeat[:10], fin=False)
+        )
+        assert paused.wait(5)
+        time.sleep(1.0)  # paused for more than twice the deadline: the behaviour under test
+        publisher.sock.setblocking(False)
+        publisher.read_some()
+        assert not publisher.eof, "closed while paused"
+        stop.set()
+        reader.join(5)
+        stuck.close()  # the pause ends
+        publisher.sock.setblocking(True)
+        publisher.sock.sendall(rawframes.client_frame(0x0, heartbeat[10:]))
+        while True:
+            frame = publisher.next_json()
+            if frame[1] == "hb":
+                break
+        assert frame[4]["status"] == "ok"
+        assert ep.counters.get("incomplete_message_timeouts") == 0
+        assert ep.counters.get("backpressure_paused_seconds") >= 0.8
+    finally:
+        stop.set()
+        if reader.is_alive():
+            reader.join(5)
         stuck.close()
         publisher.close()
 
