@@ -6,6 +6,7 @@ an exit status, so adding one (a ``bench``, say) is one line in ``COMMANDS``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,8 +27,6 @@ def bench_main(argv: Sequence[str]) -> int:
         return 2
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    import importlib
-
     benchmarks = importlib.import_module("benchmarks.__main__")
     return int(benchmarks.main(list(argv)))
 

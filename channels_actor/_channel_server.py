@@ -56,6 +56,7 @@ from ._messages import (
     GetSocket,
     JoinChannel,
     LeaveChannel,
+    NoChannel,
     ShutdownChannel,
 )
 from ._pool import ActorPool, BoundedInbox, MailboxBound, PooledActor
@@ -355,7 +356,7 @@ class ChannelServerMixin(MailboxBound):
         connection = socket.connection
         if connection is not None:
             connection.channel_exited(socket.topic, self.actor_ref)
-        channel = self._channel if self._channel is not None else _NeverJoined()
+        channel = self._channel if self._channel is not None else NoChannel()
         self._supervisor.tell(ChannelExited(self.actor_ref, reason, channel, socket))
         if not self.actor_ref.actor_stopped.is_set():
             # Stop now, not after the backlog: pykka's immediate stop; queued
@@ -409,13 +410,6 @@ class ChannelServerMixin(MailboxBound):
 _OWN_MESSAGES = frozenset(
     {DispatchIn, DispatchOut, JoinChannel, LeaveChannel, ShutdownChannel, GetSocket}
 )
-
-
-class _NeverJoined:
-    """Stands in for a channel whose constructor failed: terminate has nothing to clean."""
-
-    def terminate(self, reason: Any, socket: Socket) -> None:
-        return None
 
 
 class PooledChannelServer(ChannelServerMixin, PooledActor):

@@ -20,6 +20,14 @@ class Terminable(Protocol):
     def terminate(self, reason: Any, socket: Socket) -> None: ...
 
 
+class NoChannel:
+    """Stands in for a channel that never ran (its actor could not start, or its
+    constructor failed): ``terminate`` has nothing to clean up."""
+
+    def terminate(self, reason: Any, socket: Socket) -> None:
+        return None
+
+
 class JoinChannel(NamedTuple):
     """Run ``join`` (the first message a channel actor receives)."""
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pykka
 
 from ._constants import DISCONNECT
-from ._messages import ChannelExited, DispatchIn, JoinChannel, WatchChannel
+from ._messages import ChannelExited, DispatchIn, JoinChannel, NoChannel, WatchChannel
 from ._messages import LeaveChannel as LeaveMessage
 from .message import Reply
 from .protocol import (
@@ -223,7 +223,7 @@ class Connection:
             logger.error("Cannot start a channel for %s: %s", show(message.topic), exc)
             del self._channels[message.topic]
             self._protocol.channel_exited(message.topic)
-            runtime.supervisor.tell(ChannelExited(ref, ("error", exc), _NotStarted(), self.socket))
+            runtime.supervisor.tell(ChannelExited(ref, ("error", exc), NoChannel(), self.socket))
             reply = Reply(
                 message.topic, "error", {"reason": "join crashed"}, message.ref, message.join_ref
             )
@@ -243,10 +243,3 @@ class Connection:
         if broadcast.event == DISCONNECT:
             logger.info("Disconnecting %r: %r was broadcast to its id", self, DISCONNECT)
             self.transport.disconnect()
-
-
-class _NotStarted:
-    """The channel of a join whose actor could not start: nothing to terminate."""
-
-    def terminate(self, reason: Any, socket: Socket) -> None:
-        return None

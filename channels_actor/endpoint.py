@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -22,7 +23,10 @@ from .config import EndpointConfig
 from .connection import Connection
 from .errors import ConfigurationError
 from .pubsub import PubSub
-from .socket import Socket, SocketHandler
+from .socket import Refused, Socket, SocketHandler
+from .transports.handshake import request_from_environ
+from .transports.http import status_line
+from .upgrade import Rejected
 
 if TYPE_CHECKING:
     import pykka
@@ -70,13 +74,6 @@ class Mount:
     path: str
     handler: SocketHandler
     options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Refused:
-    """``connect`` refused the connection; ``reply`` is what it returned, if a map."""
-
-    reply: Mapping[str, Any] | None = None
 
 
 class Endpoint:
@@ -280,8 +277,6 @@ class Endpoint:
 
     def serve(self, host: str = "127.0.0.1", port: int = 4000) -> None:
         """Like :meth:`start`, then block until Ctrl-C (or SIGTERM), then :meth:`stop`."""
-        import signal
-
         server = self.start(host, port)
         done = threading.Event()
         previous = None
@@ -305,10 +300,6 @@ class Endpoint:
         thread stays with the WebSocket until it closes. Other requests go to
         ``http_app`` (or 404).
         """
-        from .transports.handshake import request_from_environ
-        from .transports.http import status_line
-        from .upgrade import Rejected
-
         service = self._websockets
         path = str(environ.get("PATH_INFO", ""))
         mount = service.mount_for(path)

@@ -64,7 +64,7 @@ class Joined(NamedTuple):
     socket: Socket
 
 
-class Refused(NamedTuple):
+class JoinRefused(NamedTuple):
     """``join`` refused with ``response``."""
 
     response: Payload
@@ -123,7 +123,7 @@ def normalize_reply(value: Any) -> tuple[str, Payload] | None:
     return None
 
 
-def normalize_join(owner: str, result: Any) -> Joined | Refused:
+def normalize_join(owner: str, result: Any) -> Joined | JoinRefused:
     """Validate what ``join`` returned."""
     match result:
         case ("ok", socket) if _is_socket(socket):
@@ -131,7 +131,7 @@ def normalize_join(owner: str, result: Any) -> Joined | Refused:
         case ("ok", response, socket) if _is_socket(socket) and _is_payload(response):
             return Joined(response, socket)
         case ("error", response) if _is_payload(response):
-            return Refused(response)
+            return JoinRefused(response)
     raise _fail(owner, "join", _JOIN_FORMS, result)
 
 

@@ -29,10 +29,12 @@ returns. That costs the server one of its threads per open WebSocket.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import queue
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -594,9 +596,6 @@ def _environ(head: RequestHead, address: Any, local: tuple[str, int]) -> dict[st
 
 def _serve_app(request: _Request) -> None:
     """Answer a complete plain request with ``http_app`` (handshake pool thread)."""
-    import io
-    import sys
-
     head, environ, length = request.head, request.environ, request.body_length
     assert head is not None
     body = bytes(request.data[:length])

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .pubsub import PubSub
     from .serializers import Serializer
 
-__all__ = ["ConnectResult", "Socket", "SocketHandler", "assign"]
+__all__ = ["ConnectResult", "Refused", "Socket", "SocketHandler", "assign"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -93,6 +93,13 @@ def assign(socket: Socket, key: str | None = None, value: Any = None, /, **pairs
         msg = "assign() needs a key and a value, or keyword pairs: assign(socket, 'k', v)"
         raise TypeError(msg)
     return socket._replace(assigns={**socket.assigns, **updates})
+
+
+@dataclass(frozen=True)
+class Refused:
+    """``connect`` refused the connection; ``reply`` is what it returned, if a map."""
+
+    reply: Mapping[str, Any] | None = None
 
 
 ConnectResult = Union[tuple[str, Socket], tuple[str, "Mapping[str, Any]"], str]

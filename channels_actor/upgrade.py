@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .serializers.negotiate import for_vsn
+from .socket import Refused
 from .transports.handshake import (
     Request,
     auth_token,
@@ -97,8 +98,6 @@ def decide_upgrade(endpoint: Endpoint, mount: Mount, request: Request) -> Accept
     token, token_sent = auth_token(request)
     connect_info = build_connect_info(request, token, token_sent)
     result = endpoint.connect(mount.handler, params, connect_info, serializer, "websocket")
-    from .endpoint import Refused
-
     if isinstance(result, Refused):
         return Rejected(403, "Connection refused")
     subprotocols = ["phoenix"] if "phoenix" in request.subprotocols else []

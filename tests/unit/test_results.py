@@ -8,7 +8,7 @@ from channels_actor import CallbackReturnError, Socket
 from channels_actor.results import (
     Continue,
     Joined,
-    Refused,
+    JoinRefused,
     Stop,
     normalize_handle_in,
     normalize_handle_out,
@@ -22,7 +22,7 @@ S = Socket(topic="t")
 def test_join_forms() -> None:
     assert normalize_join("RoomChannel", ("ok", S)) == Joined({}, S)
     assert normalize_join("RoomChannel", ("ok", {"a": 1}, S)) == Joined({"a": 1}, S)
-    assert normalize_join("RoomChannel", ("error", {"reason": "x"})) == Refused({"reason": "x"})
+    assert normalize_join("RoomChannel", ("error", {"reason": "x"})) == JoinRefused({"reason": "x"})
 
 
 @pytest.mark.parametrize("bad", [None, "ok", ("ok",), ("ok", {}), ("error", "no"), ("okay", S), ("ok", [1], S)])
