@@ -321,7 +321,7 @@ class PooledActor(MailboxBound, pykka.Actor):
     ) -> None:
         # pykka's Actor.__init__ sets exactly these four fields; doing it here
         # skips a uuid4 (an os.urandom call) and a threading.Event per actor,
-        # which together were a sixth of the CPU of a join.
+        # a noticeable share of a join's cost (benchmarks/README.md).
         self._actor_pool = pool
         self._mailbox_limit = max_mailbox
         self.actor_urn = f"urn:channels_actor:{next(_urns)}"
@@ -377,8 +377,8 @@ def handle_envelope(actor: pykka.Actor, envelope: Envelope[Any]) -> None:
 class ServiceActor(pykka.ThreadingActor):
     """A long-lived actor with a thread of its own (the registry, the supervisor).
 
-    Its inbox is a ``queue.SimpleQueue`` (C, no condition variable: about
-    twice as cheap to ``tell`` as pykka's ``queue.Queue``), and its thread is
+    Its inbox is a ``queue.SimpleQueue`` (C, no condition variable: cheaper to
+    ``tell`` than pykka's ``queue.Queue``), and its thread is
     named and a daemon, like every thread of the library (endpoints still
     running at exit are drained by an ``atexit`` hook instead).
     """

@@ -73,7 +73,7 @@ class EndpointConfig:
         pool_size: worker threads in ``"pool"`` mode.
         stop_timeout: how long ``stop()`` waits for channels to terminate.
         compress: accept permessage-deflate when a client offers it (off, as
-            in Phoenix: it costs ~92 KiB and twice the CPU per connection).
+            in Phoenix: it costs zlib state and framing CPU per connection).
         max_buffer: bytes a connection may have waiting to be written beyond
             the message being written; past it the client is closed with 1008.
         handshake_threads: threads parsing complete HTTP requests and running

@@ -515,8 +515,8 @@ def set_io_timeout(sock: socket.socket, seconds: float) -> None:
     Kernel timeouts (``SO_RCVTIMEO``/``SO_SNDTIMEO``) instead of
     ``socket.settimeout``: that one releases the GIL for its ``ioctl`` and makes
     every ``recv`` a ``poll`` plus a ``recv``, and on a busy server each release
-    costs the handshake thread a wait to get the GIL back (about 0.25 ms apiece
-    measured under load). A timed-out call raises ``BlockingIOError``.
+    costs the handshake thread a wait to get the GIL back. A timed-out call
+    raises ``BlockingIOError``.
     """
     whole = int(seconds)
     value = struct.pack("ll", whole, int((seconds - whole) * 1e6))

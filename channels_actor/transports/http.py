@@ -2,9 +2,9 @@
 
 A WebSocket upgrade is a single GET with headers; the standalone server also
 answers plain requests for ``Endpoint.http_app`` (the demo's page and assets)
-and then closes the connection. h11 parses a head in about 115 µs here; this
-strict parser takes a few, which matters when thousands of clients connect
-per second. Anything unusual (obsolete line folding, a bad request line,
+and then closes the connection. This strict parser costs a small fraction of
+what h11 does per head, which matters when thousands of clients connect per
+second. Anything unusual (obsolete line folding, a bad request line,
 ``Transfer-Encoding`` on a request, an oversized head) is refused with a
 status code rather than interpreted. Pure functions, except :func:`read_head`.
 

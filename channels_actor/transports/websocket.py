@@ -145,13 +145,14 @@ class _UpgradedServer(simple_websocket.Server):  # type: ignore[misc]
     The request was parsed and checked already (``upgrade.py``); without
     extensions the answer is fixed by RFC 6455, so build it here and start
     from wsproto's open connection instead of running the request through
-    wsproto's h11 handshake again (about 300 µs a connection). Everything
+    wsproto's h11 handshake again, which cost more than the rest of the
+    upgrade. Everything
     after the handshake is simple-websocket's and wsproto's as usual.
 
     ``__init__`` sets the attributes simple-websocket's ``Server`` and
     ``Base`` set (a test compares the two), without ``Base`` building a
     wsproto connection, and with it an h11 one, that ``handshake`` replaces
-    at once (35 µs a connection, under the GIL).
+    at once (work done under the GIL for every connection).
     """
 
     def __init__(
