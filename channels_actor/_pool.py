@@ -88,6 +88,11 @@ class ActorPool:
                 self._threads.append(thread)
         return self
 
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called; a stopped pool does not start again."""
+        return self._stopped
+
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the workers after the run queue empties (idempotent).
 

@@ -64,7 +64,7 @@ class Runtime:
             if self._running:
                 return
             if self.pool is not None:
-                if self.pool._stopped:
+                if self.pool.stopped:
                     self.pool = ActorPool(self.pool.size, batch=self.pool.batch)
                 self.pool.start()
             self.pubsub.start()

@@ -38,7 +38,6 @@ from .message import Broadcast, Message, Reply
 from .pubsub import Subscriber
 from .serializers.noop import NoopSerializer
 from .socket import Socket, SocketHandler
-from .supervisor import ChildCount
 from .transports.memory import MemoryTransport
 
 if TYPE_CHECKING:
@@ -291,8 +290,8 @@ def close(socket: Socket, timeout: float = 5.0) -> None:
         raise AssertionError(msg)
     endpoint = socket.endpoint
     assert endpoint is not None
-    # The supervisor's FIFO inbox: terminate has run once this answers.
-    endpoint._runtime.supervisor.ask(ChildCount(), timeout=timeout)
+    # channel_count asks the supervisor: its FIFO inbox has run terminate once it answers.
+    endpoint.channel_count(timeout)
 
 
 def broadcast_from(socket: Socket, event: str, payload: Mapping[str, Any] | bytes) -> None:
