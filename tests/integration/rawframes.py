@@ -49,6 +49,25 @@ def client_frame(
     return head + key + masked
 
 
+def upgrade(sock: socket.socket, port: int) -> bytes:
+    """Upgrade a connected socket to a V2 WebSocket; return the bytes after the 101 head."""
+    sock.sendall(
+        (
+            f"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items())
+            + "\r\n"
+        ).encode()
+    )
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "closed during the handshake"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return rest
+
+
 @dataclass
 class RawWebSocket:
     """A client socket after the 101, reading the server's (unmasked) frames."""
@@ -59,21 +78,7 @@ class RawWebSocket:
     @classmethod
     def connect(cls, port: int, timeout: float = 3.0) -> RawWebSocket:
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        sock.sendall(
-            (
-                f"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                + "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items())
-                + "\r\n"
-            ).encode()
-        )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            assert chunk, "closed during the handshake"
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        return cls(sock, rest)
+        return cls(sock, upgrade(sock, port))
 
     def send(self, opcode: int, payload: bytes, *, fin: bool = True) -> None:
         self.sock.sendall(client_frame(opcode, payload, fin=fin))

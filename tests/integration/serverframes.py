@@ -14,7 +14,6 @@ import struct
 from typing import Any
 
 from tests.integration import rawframes
-from tests.integration.wsclient import UPGRADE
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
 
@@ -107,20 +106,7 @@ class RawClient:
             )  # before connect: the window
         sock.settimeout(timeout)
         sock.connect(("127.0.0.1", port))
-        sock.sendall(
-            (
-                f"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                + "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items())
-                + "\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            assert chunk, "closed during the upgrade"
-            head += chunk
-        head, _, rest = head.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
+        rest = rawframes.upgrade(sock, port)
         self.sock = sock
         self.parser = FrameParser()
         self.frames: list[tuple[int, bytes]] = self.parser.feed(rest)

@@ -322,6 +322,27 @@ def test_a_flooding_publisher_is_paused_and_no_subscriber_is_dropped(
             c.close()
 
 
+def _read_slowly(client: RawClient) -> tuple[threading.Thread, threading.Event]:
+    """Start a thread that reads ``client`` slowly (16 KiB every 10 ms) until the
+    returned event is set: a congested client that still drains, which keeps a
+    pause on. Returns once it has read once."""
+    stop, reading = threading.Event(), threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                client.sock.recv(16384)
+            except OSError:
+                return
+            reading.set()
+            time.sleep(0.01)  # a slow reader is the behaviour under test
+
+    reader = threading.Thread(target=read, name="test-slow-reader")
+    reader.start()
+    assert reading.wait(5)
+    return reader, stop
+
+
 def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) -> None:
     ep, port = start(heartbeat_timeout=0.4, max_buffer=256 * 1024)
     topic = "flow:pause"
@@ -339,21 +360,7 @@ def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) 
         assert publisher.next_json()[3] == "more"
         # It reads, slowly: congested and draining, so it keeps publishers paused
         # (a client that drained nothing would count as stalled after a second).
-        reading = threading.Event()
-        stop = threading.Event()
-
-        def read_slowly() -> None:
-            while not stop.is_set():
-                try:
-                    stuck.sock.recv(16384)
-                except OSError:
-                    return
-                reading.set()
-                time.sleep(0.01)  # a slow reader is the behaviour under test
-
-        reader = threading.Thread(target=read_slowly, name="test-slow-reader")
-        reader.start()
-        assert reading.wait(5)
+        reader, stop = _read_slowly(stuck)
         publisher.send("1", "2", topic, "flood", {"seq": 0})  # a publisher now: paused
         assert paused.wait(5)
         publisher.sock.setblocking(False)
@@ -388,19 +395,7 @@ def test_paused_time_does_not_count_against_an_unfinished_message(
     topic = "flow:fragment"
     stuck = RawClient(port, rcvbuf=4096)
     publisher = RawClient(port)
-    stop = threading.Event()
-    reading = threading.Event()
-
-    def read_slowly() -> None:  # congested but draining: keeps the pause on
-        while not stop.is_set():
-            try:
-                stuck.sock.recv(16384)
-            except OSError:
-                return
-            reading.set()
-            time.sleep(0.01)  # a slow reader is the behaviour under test
-
-    reader = threading.Thread(target=read_slowly, name="test-slow-reader")
+    reader, stop = None, threading.Event()
     try:
         assert stuck.join(topic)["status"] == "ok"
         assert publisher.join(topic)["status"] == "ok"
@@ -408,8 +403,7 @@ def test_paused_time_does_not_count_against_an_unfinished_message(
         assert publisher.next_json()[3] == "big"
         ep.broadcast(topic, "more", {"pad": "m" * 100_000})
         assert publisher.next_json()[3] == "more"
-        reader.start()
-        assert reading.wait(5)
+        reader, stop = _read_slowly(stuck)  # congested but draining: the pause stays on
         heartbeat = json.dumps([None, "hb", "phoenix", "heartbeat", {}]).encode()
         # in one write: a broadcast (the publisher is paused) and the first half of a message
         publisher.sock.sendall(
@@ -435,7 +429,7 @@ def test_paused_time_does_not_count_against_an_unfinished_message(
         assert ep.counters.get("backpressure_paused_seconds") >= 0.8
     finally:
         stop.set()
-        if reader.is_alive():
+        if reader is not None:
             reader.join(5)
         stuck.close()
         publisher.close()
