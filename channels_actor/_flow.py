@@ -111,11 +111,6 @@ class FlowControl:
         self._congested: set[Pausable] = set()
         self._paused_since: float | None = None
 
-    @property
-    def paused(self) -> bool:
-        """True while publishers are held back."""
-        return self._paused_since is not None
-
     # any thread ---------------------------------------------------------------
 
     def published(self, publisher: Pausable, backlog: Callable[[], int]) -> None:

@@ -83,6 +83,7 @@ class _Request:
         "deadline",
         "environ",
         "head",
+        "head_end",
         "local",
         "searched",
         "service",
@@ -105,6 +106,7 @@ class _Request:
         self.data: bytes | bytearray = b""
         self.searched = 0  # bytes of data already searched for the head's end
         self.head: RequestHead | None = None
+        self.head_end = -1  # where the head ends in data, once found
         self.environ: dict[str, Any] = {}
         self.body_length = 0
 
@@ -115,9 +117,9 @@ class _Request:
         """Has what the next step needs arrived? Raises BadRequest (431) for a huge head."""
         if self.head is not None:
             return len(self.data) >= self.body_length
-        end = head_end(self.data, start=self.searched)
+        self.head_end = head_end(self.data, start=self.searched)
         self.searched = len(self.data)
-        return end >= 0
+        return self.head_end >= 0
 
     def on_readable(self) -> None:
         self.service._receive(self, registered=True)
@@ -549,8 +551,7 @@ def _serve_head(request: _Request) -> None:
     ``request.local`` is the listening address (``SERVER_NAME``/``SERVER_PORT``).
     """
     service = request.service
-    data = request.data
-    end = head_end(data)
+    data, end = request.data, request.head_end
     head = parse_head(bytes(data[:end]))
     rest = bytes(data[end:])
     environ = _environ(head, request.address, request.local)

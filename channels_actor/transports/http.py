@@ -6,7 +6,7 @@ and then closes the connection. This strict parser costs a small fraction of
 what h11 does per head, which matters when thousands of clients connect per
 second. Anything unusual (obsolete line folding, a bad request line,
 ``Transfer-Encoding`` on a request, an oversized head) is refused with a
-status code rather than interpreted. Pure functions, except :func:`read_head`.
+status code rather than interpreted. Pure functions: the reactor reads the bytes.
 
 The reasons given in :class:`BadRequest` end up in logs, so they say what was
 wrong and how big it was, never the bytes themselves: a request line carries
@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import socket
 from dataclasses import dataclass
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "content_length",
     "head_end",
     "parse_head",
-    "read_head",
     "response",
     "status_line",
     "switching_protocols",
@@ -93,19 +91,6 @@ def head_end(data: bytes | bytearray, limit: int = MAX_HEAD, start: int = 0) -> 
     if len(data) > limit:
         raise BadRequest(431, f"request head too large (over {limit} bytes without its end)")
     return -1
-
-
-def read_head(sock: socket.socket, limit: int = MAX_HEAD) -> tuple[bytes, bytes]:
-    """Read up to the blank line ending the head; return ``(head, bytes after it)``."""
-    data = b""
-    while True:
-        end = head_end(data, limit)
-        if end >= 0:
-            return data[:end], data[end:]
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise BadRequest(400, "connection closed before the request head ended")
-        data += chunk
 
 
 def parse_head(head: bytes) -> RequestHead:
