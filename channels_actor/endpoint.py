@@ -92,6 +92,8 @@ class Endpoint:
         #: Drops, closes and pauses counted by the runtime (see :meth:`stats`).
         self.counters = Counters()
         self.pubsub = pubsub if pubsub is not None else PubSub()
+        # what no client would accept from us is refused where it is broadcast
+        self.pubsub.max_message_size = self.config.max_frame_size
         self.mounts: dict[str, Mount] = {}
         self._runtime = Runtime(
             self.pubsub, actor_mode=self.config.actor_mode, pool_size=self.config.pool_size

@@ -256,12 +256,10 @@ class WebSocketService:
 
     def _flow_control(self) -> FlowControl:
         config = self.endpoint.config
-        pubsub = self.endpoint.pubsub
-        pubsub.max_message_size = config.max_frame_size
         return FlowControl(
             self.reactor,
             self.endpoint.counters,
-            pubsub.backlog,
+            self.endpoint.pubsub.backlog,
             queue_high=config.publish_queue_high,
             queue_low=config.publish_queue_low,
             stall_grace=min(1.0, config.write_timeout / 4),

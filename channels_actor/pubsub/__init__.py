@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from .._redact import preview
 from ..errors import BroadcastError, ChannelTimeout
 from ..message import Broadcast
 from ..serializers.base import encode_payload
@@ -48,6 +49,7 @@ class PubSub:
         self._registry: pykka.ActorRef[Registry] | None = None
         #: Encoded payloads larger than this raise BroadcastError (None: no limit);
         #: the endpoint sets its ``max_frame_size``.
+        #: payload bytes a broadcast may have (the endpoint sets its max_frame_size)
         self.max_message_size: int | None = None
 
     # lifecycle --------------------------------------------------------------
@@ -148,16 +150,19 @@ class PubSub:
 
     def _publish(self, topic: str, event: str, message: Any, from_key: Any) -> None:
         if not isinstance(topic, str) or not isinstance(event, str):
-            msg = f"broadcast needs str topic and event, got topic={topic!r} event={event!r}"
+            msg = (
+                f"broadcast needs str topic and event, got topic={preview(topic)} "
+                f"event={preview(event)}"
+            )
             raise BroadcastError(msg)
         try:
             encoded = encode_payload(message)
         except TypeError as exc:
-            raise BroadcastError(f"Cannot broadcast {event!r} to {topic!r}: {exc}") from None
+            raise BroadcastError(f"Cannot broadcast {_what(event, topic)}: {exc}") from None
         limit = self.max_message_size
         if limit is not None and len(encoded) > limit:
             msg = (
-                f"Cannot broadcast {event!r} to {topic!r}: its payload is {len(encoded)} bytes, "
+                f"Cannot broadcast {_what(event, topic)}: its payload is {len(encoded)} bytes, "
                 f"more than max_frame_size ({limit}); send it in parts"
             )
             raise BroadcastError(msg)
@@ -165,5 +170,10 @@ class PubSub:
         try:
             self._ref().tell(Dispatch(item, from_key))
         except pykka.ActorDeadError:
-            msg = f"Cannot broadcast {event!r} to {topic!r}: the PubSub registry has stopped"
+            msg = f"Cannot broadcast {_what(event, topic)}: the PubSub registry has stopped"
             raise BroadcastError(msg) from None
+
+
+def _what(event: str, topic: str) -> str:
+    """``'new_msg' to 'rooms:lobby'`` for error messages, each cut to a short preview."""
+    return f"{preview(event)} to {preview(topic)}"

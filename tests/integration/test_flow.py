@@ -322,6 +322,19 @@ def test_a_flooding_publisher_is_paused_and_no_subscriber_is_dropped(
             c.close()
 
 
+def _congest(ep: Endpoint, topic: str, slow: RawClient, publisher: RawClient) -> None:
+    """Join both to ``topic`` and congest ``slow`` (which does not read): one message
+    it cannot finish reading, then a backlog past a quarter of ``max_buffer``,
+    congested, not yet full. One at a time, each seen by ``publisher``: broadcasts
+    queued together leave as one chunk."""
+    assert slow.join(topic)["status"] == "ok"
+    assert publisher.join(topic)["status"] == "ok"
+    ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})
+    assert publisher.next_json()[3] == "big"
+    ep.broadcast(topic, "more", {"pad": "m" * 100_000})
+    assert publisher.next_json()[3] == "more"
+
+
 def _read_slowly(client: RawClient) -> tuple[threading.Thread, threading.Event]:
     """Start a thread that reads ``client`` slowly (16 KiB every 10 ms) until the
     returned event is set: a congested client that still drains, which keeps a
@@ -349,15 +362,7 @@ def test_paused_time_is_not_client_silence(start: Any, paused: threading.Event) 
     stuck = RawClient(port, rcvbuf=4096)
     publisher = RawClient(port)
     try:
-        assert stuck.join(topic)["status"] == "ok"
-        assert publisher.join(topic)["status"] == "ok"
-        # the stuck client: one message it will never finish reading, then a
-        # backlog past a quarter of max_buffer: congested, not yet full (one at a
-        # time: broadcasts queued together leave as one chunk)
-        ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})
-        assert publisher.next_json()[3] == "big"
-        ep.broadcast(topic, "more", {"pad": "m" * 100_000})
-        assert publisher.next_json()[3] == "more"
+        _congest(ep, topic, stuck, publisher)
         # It reads, slowly: congested and draining, so it keeps publishers paused
         # (a client that drained nothing would count as stalled after a second).
         reader, stop = _read_slowly(stuck)
@@ -397,12 +402,7 @@ def test_paused_time_does_not_count_against_an_unfinished_message(
     publisher = RawClient(port)
     reader, stop = None, threading.Event()
     try:
-        assert stuck.join(topic)["status"] == "ok"
-        assert publisher.join(topic)["status"] == "ok"
-        ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})
-        assert publisher.next_json()[3] == "big"
-        ep.broadcast(topic, "more", {"pad": "m" * 100_000})
-        assert publisher.next_json()[3] == "more"
+        _congest(ep, topic, stuck, publisher)
         reader, stop = _read_slowly(stuck)  # congested but draining: the pause stays on
         heartbeat = json.dumps([None, "hb", "phoenix", "heartbeat", {}]).encode()
         # in one write: a broadcast (the publisher is paused) and the first half of a message
@@ -447,13 +447,7 @@ def test_a_stalled_client_does_not_hold_publishers_back(
     dead = RawClient(port, rcvbuf=4096)
     publisher = RawClient(port)
     try:
-        assert dead.join(topic)["status"] == "ok"
-        assert publisher.join(topic)["status"] == "ok"
-        # fills the dead client's kernel buffers
-        ep.broadcast(topic, "big", {"pad": "b" * 8_000_000})
-        assert publisher.next_json()[3] == "big"
-        ep.broadcast(topic, "more", {"pad": "m" * 100_000})  # congested now
-        assert publisher.next_json()[3] == "more"
+        _congest(ep, topic, dead, publisher)
         started = time.monotonic()
         for n in range(40):
             publisher.send("1", str(n), topic, "flood", {"seq": n, "pad": "p" * 10_000})
