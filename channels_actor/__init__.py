@@ -25,12 +25,12 @@ from .errors import ChannelsError as ChannelsError
 from .errors import ChannelTimeout as ChannelTimeout
 from .errors import ConfigurationError as ConfigurationError
 from .errors import InvalidMessageError as InvalidMessageError
+from .handler import SocketHandler as SocketHandler
 from .message import Broadcast as Broadcast
 from .message import Message as Message
 from .message import Reply as Reply
 from .pubsub import PubSub as PubSub
 from .socket import Socket as Socket
-from .socket import SocketHandler as SocketHandler
 from .socket import assign as assign
 
 __version__ = "0.1.0"

@@ -28,10 +28,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .socket import Socket
+from typing import Any
 
 __all__ = [
     "DEFAULT_REDACT_KEYS",
@@ -344,7 +341,7 @@ def preview(value: object, limit: int | None = None) -> str:
     return redactor().preview(value, limit)
 
 
-def redactor_for(socket: Socket | None) -> Redactor:
+def redactor_for(socket: object) -> Redactor:
     """The redactor of the endpoint serving ``socket`` (the default one without).
 
     Lenient on purpose: a user's unit test may hand a callback any object as

@@ -20,6 +20,7 @@ from ._redact import preview, redactor_for
 from ._timer import TimerHandle, call_later
 from .errors import ChannelError
 from .message import Message, Reply
+from .results import normalize_reply
 from .serializers.base import encode_payload
 from .serializers.noop import NoopSerializer
 
@@ -285,8 +286,6 @@ def reply(ref: SocketRef, status_or_reply: ReplyT) -> None:
         ChannelError: for a bad reply, or one larger than the endpoint's
             ``max_frame_size``.
     """
-    from .results import normalize_reply
-
     normal = normalize_reply(status_or_reply)
     if normal is None:
         msg = (

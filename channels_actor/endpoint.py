@@ -14,7 +14,6 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 from ._runtime import Runtime
@@ -22,8 +21,9 @@ from ._stats import Counters
 from .config import EndpointConfig
 from .connection import Connection
 from .errors import ConfigurationError
+from .handler import Mount, Refused, SocketHandler
 from .pubsub import PubSub
-from .socket import Refused, Socket, SocketHandler
+from .socket import Socket
 from .transports.handshake import request_from_environ
 from .transports.http import status_line
 from .upgrade import Rejected
@@ -65,15 +65,6 @@ class _NoResponse(list[bytes]):
 
 
 logger = logging.getLogger("channels_actor.endpoint")
-
-
-@dataclass(frozen=True)
-class Mount:
-    """A user socket mounted at ``path`` (served at ``path + "/websocket"``)."""
-
-    path: str
-    handler: SocketHandler
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Endpoint:

@@ -39,8 +39,8 @@ from .message import Message, Reply
 
 if TYPE_CHECKING:
     from ._stats import Counters
+    from ._types import HandlerRef
     from .channel import Channel
-    from .socket import SocketHandler
 
 __all__ = [
     "Action",
@@ -108,7 +108,7 @@ class ConnectionProtocol:
 
     def __init__(
         self,
-        handler: SocketHandler,
+        handler: HandlerRef,
         *,
         max_channels: int = 100,
         max_topic_size: int = 1024,

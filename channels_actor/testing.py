@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any, Union
 from ._constants import PHX_JOIN, PHX_LEAVE
 from ._messages import GetSocket
 from .endpoint import Endpoint, Refused
+from .handler import SocketHandler
 from .message import Broadcast, Message, Reply
 from .pubsub import Subscriber
 from .serializers.noop import NoopSerializer
-from .socket import Socket, SocketHandler
+from .socket import Socket
 from .transports.memory import MemoryTransport
 
 if TYPE_CHECKING:

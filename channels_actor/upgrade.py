@@ -14,8 +14,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .handler import Refused
 from .serializers.negotiate import for_vsn
-from .socket import Refused
 from .transports.handshake import (
     Request,
     auth_token,
@@ -25,7 +25,8 @@ from .transports.handshake import (
 from .transports.http import valid_websocket_key
 
 if TYPE_CHECKING:
-    from .endpoint import Endpoint, Mount
+    from .endpoint import Endpoint
+    from .handler import Mount
     from .serializers import Serializer
     from .socket import Socket
 

@@ -40,6 +40,7 @@ from channels_actor import (
 from .assets import phoenix_js_path
 
 if TYPE_CHECKING:
+    from channels_actor._types import EndpointRef
     from channels_actor.results import HandleInfoResult, HandleInResult, HandleOutResult, JoinResult
 
 __all__ = [
@@ -105,12 +106,12 @@ class RoomHistory:
 
 # One history per endpoint: channels reach it through socket.endpoint, and two
 # endpoints (two tests, say) never see each other's rooms.
-_histories: weakref.WeakKeyDictionary[Endpoint, RoomHistory] = weakref.WeakKeyDictionary()
+_histories: weakref.WeakKeyDictionary[EndpointRef, RoomHistory] = weakref.WeakKeyDictionary()
 _histories_lock = threading.Lock()
 _detached_history = RoomHistory()
 
 
-def history_for(endpoint: Endpoint | None) -> RoomHistory:
+def history_for(endpoint: EndpointRef | None) -> RoomHistory:
     """The history shared by the demo channels of ``endpoint``."""
     if endpoint is None:  # a bare Socket() in a unit test of one callback
         return _detached_history

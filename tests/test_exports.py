@@ -1,0 +1,156 @@
+"""The public API does not change shape under a restructuring.
+
+The names importable from ``channels_actor`` and the signatures of what users
+call are compared with a snapshot. A change here is a change of the contract
+in ``API.md``: update the snapshot only on purpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pathlib
+
+import channels_actor
+
+# name -> signature (callables) or the names of the public methods (classes)
+EXPECTED_NAMES = {
+    "Broadcast",
+    "BroadcastError",
+    "CallbackReturnError",
+    "Channel",
+    "ChannelError",
+    "ChannelTimeout",
+    "ChannelsError",
+    "ConfigurationError",
+    "Endpoint",
+    "InvalidMessageError",
+    "Message",
+    "PubSub",
+    "Reply",
+    "Socket",
+    "SocketHandler",
+    "SocketRef",
+    "__version__",
+    "assign",
+    "broadcast",
+    "broadcast_from",
+    "push",
+    "reply",
+    "send_after",
+    "socket_ref",
+}
+
+FUNCTIONS = {
+    "assign": "(socket, key=None, value=None, /, **pairs)",
+    "broadcast": "(socket, event, message)",
+    "broadcast_from": "(socket, event, message)",
+    "push": "(socket, event, message)",
+    "reply": "(ref, status_or_reply)",
+    "send_after": "(ref, message, seconds)",
+    "socket_ref": "(socket)",
+}
+
+METHODS = {
+    "Channel": {
+        "join": "(self, topic, payload, socket)",
+        "handle_in": "(self, event, payload, socket)",
+        "handle_out": "(self, event, payload, socket)",
+        "handle_info": "(self, message, socket)",
+        "terminate": "(self, reason, socket)",
+    },
+    "SocketHandler": {
+        "connect": "(self, params, socket, connect_info)",
+        "id": "(self, socket)",
+        "channel_for": "(self, topic)",
+    },
+    "Endpoint": {
+        "__init__": "(self, pubsub=None, **config)",
+        "socket": "(self, path, handler_class, **options)",
+        "broadcast": "(self, topic, event, message)",
+        "broadcast_from": "(self, from_ref, topic, event, message)",
+        "local_broadcast": "(self, topic, event, message)",
+        "subscribe": "(self, topic, callback)",
+        "unsubscribe": "(self, topic, callback)",
+        "start": "(self, host='127.0.0.1', port=4000, *, backlog=1024)",
+        "serve": "(self, host='127.0.0.1', port=4000)",
+        "wsgi_app": "(self, environ, start_response)",
+        "start_runtime": "(self)",
+        "stop": "(self, timeout=None)",
+        "stats": "(self)",
+        "channel_count": "(self, timeout=5.0)",
+    },
+    "PubSub": {
+        "broadcast": "(self, topic, event, message)",
+        "broadcast_from": "(self, from_key, topic, event, message)",
+        "local_broadcast": "(self, topic, event, message)",
+        "local_broadcast_from": "(self, from_key, topic, event, message)",
+        "direct_broadcast": "(self, node_name, topic, event, message)",
+        "subscribe_callback": "(self, topic, callback)",
+        "unsubscribe": "(self, topic, key)",
+        "start": "(self)",
+        "stop": "(self, timeout=5.0)",
+        "stats": "(self, timeout=5.0)",
+    },
+}
+
+SOCKET_FIELDS = (
+    "topic",
+    "assigns",
+    "join_ref",
+    "joined",
+    "endpoint",
+    "handler",
+    "id",
+    "transport",
+    "serializer",
+    "pubsub",
+    "channel_ref",
+    "ref",
+    "connection",
+)
+
+
+def test_top_level_names_are_the_contract() -> None:
+    assert set(channels_actor.__all__) == EXPECTED_NAMES
+    for name in EXPECTED_NAMES:
+        assert hasattr(channels_actor, name), name
+
+
+def _params(obj: object) -> str:
+    signature = inspect.signature(obj)  # type: ignore[arg-type]
+    return str(
+        signature.replace(
+            return_annotation=inspect.Signature.empty,
+            parameters=[
+                p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()
+            ],
+        )
+    )
+
+
+def test_function_signatures() -> None:
+    for name, expected in FUNCTIONS.items():
+        assert _params(getattr(channels_actor, name)) == expected, name
+
+
+def test_method_signatures() -> None:
+    for cls_name, methods in METHODS.items():
+        cls = getattr(channels_actor, cls_name)
+        for method, expected in methods.items():
+            assert _params(getattr(cls, method)) == expected, f"{cls_name}.{method}"
+
+
+def test_socket_fields_and_immutability() -> None:
+    socket = channels_actor.Socket()
+    assert tuple(f.name for f in dataclasses.fields(socket)) == SOCKET_FIELDS
+    try:
+        socket.topic = "x"  # type: ignore[misc]
+    except dataclasses.FrozenInstanceError:
+        pass
+    else:
+        raise AssertionError("Socket must stay immutable")
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (pathlib.Path(channels_actor.__file__).parent / "py.typed").is_file()
