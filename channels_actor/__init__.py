@@ -11,6 +11,7 @@ import logging
 
 from .channel import Channel as Channel
 from .channel import SocketRef as SocketRef
+from .channel import TimerHandle as TimerHandle
 from .channel import broadcast as broadcast
 from .channel import broadcast_from as broadcast_from
 from .channel import push as push
@@ -52,6 +53,7 @@ __all__ = [
     "Socket",
     "SocketHandler",
     "SocketRef",
+    "TimerHandle",
     "__version__",
     "assign",
     "broadcast",

@@ -1,9 +1,18 @@
-"""The actor that hosts one joined channel.
+"""The server of one joined channel, and the actors that host it.
 
 Theory of operation
 -------------------
-A connection starts one ``ChannelServer`` per ``phx_join``, tells the
-supervisor to watch it, then tells it ``JoinChannel``. Everything for that join
+:class:`ChannelServer` is a plain object holding the channel logic: it is
+given one message at a time and never touches a thread, so it can be driven
+by a test directly. The runtime hosts each one in a pykka actor, a thin
+wrapper: :class:`PooledChannelActor` (``actor_mode="pool"``) or
+:class:`ThreadedChannelActor` (``"thread"``). What the server needs from its
+host is the :class:`ChannelHost` Protocol: the actor's ref and an immediate
+stop. Other threads hold only a ``ChannelHandle`` (the ref and a one-shot
+``ShutdownSignal``), never the actor.
+
+A connection starts one actor per ``phx_join``, the supervisor watches it,
+and its first message is ``JoinChannel``. Everything for that join
 then arrives in its mailbox, in order: client pushes (``DispatchIn``),
 intercepted broadcasts (``DispatchOut``), the leave, a shutdown from outside,
 and any other object, which goes to ``handle_info``. The user's ``Channel``
@@ -17,7 +26,7 @@ once (``_exit``): it unsubscribes from the registry, writes ``phx_close`` or
 topic, and tells the supervisor ``ChannelExited``; the supervisor then calls
 ``terminate``. Messages still queued after that are dropped.
 
-A shutdown from outside (``request_shutdown``) does not wait behind a backlog:
+A shutdown from outside (``ChannelHandle.request_shutdown``) does not wait behind a backlog:
 a duplicate join or an endpoint drain ends the actor at its next message. A
 closed connection does the same, except that a leave the client sent before it
 closed is still handled (terminate then gets ``("shutdown", "left")``, as in
@@ -36,21 +45,22 @@ had not.
 
 Crashes are caught here rather than left to pykka, which would stop the actor
 without a word to the client (tells) or keep a broken channel alive (asks).
-The same logic runs on a pooled actor or a thread of its own (``actor_mode``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from itertools import count
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 
 from ._constants import PHX_CLOSE, PHX_ERROR
 from ._messages import (
     ChannelExited,
+    ChannelHandle,
     DispatchIn,
     DispatchOut,
     GetSocket,
@@ -58,6 +68,7 @@ from ._messages import (
     LeaveChannel,
     NoChannel,
     ShutdownChannel,
+    ShutdownSignal,
 )
 from ._pool import ActorPool, BoundedInbox, MailboxBound, PooledActor
 from ._redact import redactor_for
@@ -77,7 +88,13 @@ if TYPE_CHECKING:
     from .channel import Channel
     from .socket import Socket
 
-__all__ = ["ChannelServerMixin", "PooledChannelServer", "ThreadedChannelServer", "is_graceful"]
+__all__ = [
+    "ChannelHost",
+    "ChannelServer",
+    "PooledChannelActor",
+    "ThreadedChannelActor",
+    "is_graceful",
+]
 
 logger = logging.getLogger("channels_actor.channel")
 
@@ -94,70 +111,77 @@ def is_graceful(reason: Any) -> bool:
     )
 
 
-class ChannelServerMixin(MailboxBound):
-    """The channel-hosting logic, mixed into a pooled or a threaded pykka actor."""
+class ChannelHost(Protocol):
+    """What a :class:`ChannelServer` needs from the actor that hosts it."""
 
-    actor_ref: pykka.ActorRef[Any]
-    unbounded_messages = MailboxBound.unbounded_messages | {ShutdownChannel}
+    @property
+    def actor_ref(self) -> pykka.ActorRef[Any]:
+        """The hosting actor's ref: the channel's ``socket.channel_ref``."""
+        ...
 
-    def _setup(
+    def stop_now(self) -> None:
+        """Stop at once, not after the backlog: queued tells are dropped and
+        queued asks fail with ``ActorDeadError``."""
+        ...
+
+
+class ChannelServer:
+    """One joined channel's logic: the user's ``Channel``, its socket and its end.
+
+    Args:
+        host: the actor running this server.
+        channel_cls: the user's channel class, instantiated at the join.
+        socket: the connection's socket.
+        join: ``(topic, join_ref)``.
+        signal: the shutdown signal other threads set (``ChannelHandle``).
+        exited: called once with ``ChannelExited`` when the channel ends (the
+            supervisor's ``tell``).
+        counters: where drops are counted.
+        mailbox_limit: the host's ``max_mailbox``, named in errors.
+    """
+
+    def __init__(
         self,
+        host: ChannelHost,
         channel_cls: type[Channel],
         socket: Socket,
         join: tuple[str, str | None],
-        supervisor: pykka.ActorRef[Any],
-        counters: Counters | None,
+        *,
+        signal: ShutdownSignal,
+        exited: Callable[[ChannelExited], Any],
+        counters: Counters | None = None,
+        mailbox_limit: int | None = None,
     ) -> None:
+        self._host = host
+        self._ref = ref = host.actor_ref
         self._counters = counters
+        self._mailbox_limit = mailbox_limit
         self._dropped_in = 0
         self._channel_cls = channel_cls
         self._owner = channel_cls.__name__
         self._channel: Channel | None = None
         topic, join_ref = join
-        self._socket = socket._replace(topic=topic, join_ref=join_ref, channel_ref=self.actor_ref)
-        self._supervisor = supervisor
+        self._socket = socket._replace(topic=topic, join_ref=join_ref, channel_ref=ref)
+        self._signal = signal
+        self._notify_exit = exited
         self._subscribed = False
         self._exited = False
-        self._shutdown: ShutdownChannel | None = None
 
-    def request_shutdown(
-        self, reason: Any, *, send_close: bool = False, urgent: bool = True
-    ) -> None:
-        """End this channel with ``reason`` (any thread). The first request wins.
-
-        ``urgent`` (duplicate join, endpoint drain): like an exit signal in
-        Erlang, the actor ends at its next message, after the callback running
-        now, instead of working through its backlog first.
-
-        Not urgent (the connection closed): the callback running now
-        finishes; the messages queued behind it are dropped unread (client
-        pushes are counted as ``dropped_after_close``) until either a leave the
-        client sent before the close, which is handled as usual and ends the
-        channel with ``("shutdown", "left")``, or this request's own message,
-        which ends it with ``reason``.
-        """
-        if self._shutdown is None:
-            self._shutdown = ShutdownChannel(reason, send_close, urgent)
-        try:
-            self.actor_ref.tell(self._shutdown)
-        except pykka.ActorDeadError:
-            pass  # already ended
+    @property
+    def socket(self) -> Socket:
+        """The channel's current socket value."""
+        return self._socket
 
     # mailbox ------------------------------------------------------------------
 
-    def _handle_receive(self, message: Any) -> Any:
-        # pykka checks four message classes of its own first; ours skip that.
-        if type(message) in _OWN_MESSAGES:
-            return self.on_receive(message)
-        return super()._handle_receive(message)  # type: ignore[misc]
-
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
+        """Handle one message of the mailbox (on the host's thread)."""
         if isinstance(message, GetSocket):
             return self._socket
         if self._exited:
             self._log_dropped(message)
             return None
-        shutdown = self._shutdown
+        shutdown = self._signal.request
         if shutdown is not None:
             if shutdown.urgent or message is shutdown or self._channel is None:
                 self._exit(shutdown.reason, send_frames=shutdown.send_close)
@@ -192,16 +216,11 @@ class ChannelServerMixin(MailboxBound):
                 "%s on %s ended; dropped %s", self._owner, show(self._socket.topic), show(message)
             )
 
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        # Only a bug in this module gets here; still end the join properly.
-        self._exit(("error", exception_value))
+    def failed(self, exception: BaseException | None) -> None:
+        """The host caught ``exception`` (only a bug in this module gets there)."""
+        self._exit(("error", exception))
 
-    def on_mailbox_full(self, envelope: Envelope[Any]) -> None:
+    def mailbox_full(self, envelope: Envelope[Any]) -> None:
         """The mailbox holds ``max_mailbox`` messages: drop this one, end the channel.
 
         Runs on the sender's thread (the reactor, the registry, any ``tell``),
@@ -217,7 +236,7 @@ class ChannelServerMixin(MailboxBound):
         )
         if envelope.reply_to is not None:
             envelope.reply_to.set_exception(exc_info=(ChannelError, error, None))
-        if self._shutdown is not None:
+        if self._signal.request is not None:
             return  # already ending; the rest is dropped too
         logger.warning(
             "%s on %.80r: mailbox full (max_mailbox=%s); dropping messages and "
@@ -226,7 +245,7 @@ class ChannelServerMixin(MailboxBound):
             self._socket.topic,
             self._mailbox_limit,
         )
-        self.request_shutdown(("error", error), send_close=True)
+        ChannelHandle(self._ref, self._signal).request_shutdown(("error", error), send_close=True)
 
     # callbacks ----------------------------------------------------------------
 
@@ -259,7 +278,7 @@ class ChannelServerMixin(MailboxBound):
             joined=True,
             topic=topic,
             join_ref=socket.join_ref,
-            channel_ref=self.actor_ref,
+            channel_ref=self._ref,
             connection=socket.connection,
             serializer=socket.serializer,
         )
@@ -273,8 +292,8 @@ class ChannelServerMixin(MailboxBound):
         socket.pubsub.subscribe(
             socket.topic,
             Subscriber(
-                key=self.actor_ref,
-                channel_ref=self.actor_ref,
+                key=self._ref,
+                channel_ref=self._ref,
                 connection=socket.connection,
                 serializer=socket.serializer,
                 intercepts=frozenset(self._channel_cls.intercept),
@@ -344,7 +363,7 @@ class ChannelServerMixin(MailboxBound):
         self._exited = True
         socket = self._socket
         if self._subscribed and socket.pubsub is not None:
-            socket.pubsub.unsubscribe_all(self.actor_ref)
+            socket.pubsub.unsubscribe_all(self._ref)
         if send_frames:
             event = PHX_CLOSE if is_graceful(reason) else PHX_ERROR
             payload = {} if event == PHX_CLOSE else {"reason": "channel_crash"}
@@ -355,13 +374,10 @@ class ChannelServerMixin(MailboxBound):
             self._counters.incr("dropped_after_close", self._dropped_in)
         connection = socket.connection
         if connection is not None:
-            connection.channel_exited(socket.topic, self.actor_ref)
+            connection.channel_exited(socket.topic, self._ref)
         channel = self._channel if self._channel is not None else NoChannel()
-        self._supervisor.tell(ChannelExited(self.actor_ref, reason, channel, socket))
-        if not self.actor_ref.actor_stopped.is_set():
-            # Stop now, not after the backlog: pykka's immediate stop; queued
-            # tells are dropped and queued asks fail with ActorDeadError.
-            self._stop()  # type: ignore[attr-defined]
+        self._notify_exit(ChannelExited(self._ref, reason, channel, socket))
+        self._host.stop_now()
 
     def _encode_reply(self, ref: str | None, status: str, payload: Any, callback: str) -> Any:
         """Encode a reply the user's callback asked for; a payload that cannot
@@ -412,49 +428,67 @@ _OWN_MESSAGES = frozenset(
 )
 
 
-class PooledChannelServer(ChannelServerMixin, PooledActor):
-    """A channel actor drained by the endpoint's worker pool (``actor_mode="pool"``)."""
+class _ChannelActor(MailboxBound):
+    """What both hosts share: hand every message to the server, stop on request."""
 
-    def __init__(
+    server: ChannelServer
+    unbounded_messages = MailboxBound.unbounded_messages | {ShutdownChannel}
+
+    def _handle_receive(self, message: Any) -> Any:
+        # pykka checks four message classes of its own first; ours skip that.
+        if type(message) in _OWN_MESSAGES:
+            return self.server.receive(message)
+        return super()._handle_receive(message)  # type: ignore[misc]
+
+    def on_receive(self, message: Any) -> Any:
+        return self.server.receive(message)
+
+    def on_failure(
         self,
-        pool: ActorPool,
-        channel_cls: type[Channel],
-        socket: Socket,
-        join: tuple[str, str | None],
-        supervisor: pykka.ActorRef[Any],
-        *,
-        max_mailbox: int | None = None,
-        counters: Counters | None = None,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
+        self.server.failed(exception_value)
+
+    def on_mailbox_full(self, envelope: Envelope[Any]) -> None:
+        self.server.mailbox_full(envelope)
+
+    def stop_now(self) -> None:
+        if not self.actor_stopped.is_set():  # type: ignore[attr-defined]
+            self._stop()  # type: ignore[attr-defined]
+
+    def begin(self) -> None:
+        """Start handling the mailbox (the join is already in it).
+
+        Raises:
+            RuntimeError: when no thread can be started (``actor_mode="thread"``).
+        """
+        self._start_actor_loop()  # type: ignore[attr-defined]
+
+
+class PooledChannelActor(_ChannelActor, PooledActor):
+    """Hosts a channel on the endpoint's worker pool (``actor_mode="pool"``)."""
+
+    def __init__(self, pool: ActorPool, *, max_mailbox: int | None = None) -> None:
         super().__init__(pool, max_mailbox=max_mailbox)
-        self._setup(channel_cls, socket, join, supervisor, counters)
 
 
-class ThreadedChannelServer(ChannelServerMixin, pykka.ThreadingActor):
-    """A channel actor with a thread of its own (``actor_mode="thread"``)."""
+class ThreadedChannelActor(_ChannelActor, pykka.ThreadingActor):
+    """Hosts a channel on a thread of its own (``actor_mode="thread"``)."""
 
-    def __init__(
-        self,
-        channel_cls: type[Channel],
-        socket: Socket,
-        join: tuple[str, str | None],
-        supervisor: pykka.ActorRef[Any],
-        *,
-        max_mailbox: int | None = None,
-        counters: Counters | None = None,
-    ) -> None:
+    def __init__(self, *, max_mailbox: int | None = None, thread_name: str = "") -> None:
         self._mailbox_limit = max_mailbox  # read by _create_actor_inbox, in super().__init__
+        self._thread_name = thread_name
         super().__init__()
-        self._setup(channel_cls, socket, join, supervisor, counters)
 
     def _create_actor_inbox(self) -> BoundedInbox:  # type: ignore[override]
         return BoundedInbox(self, self._mailbox_limit)
 
     def _start_actor_loop(self) -> None:
-        topic = self._socket.topic
         thread = threading.Thread(
             target=self._actor_loop,
-            name=f"ChannelServer-{topic}-{next(_thread_counter)}",
+            name=f"ChannelServer-{self._thread_name}-{next(_thread_counter)}",
             daemon=True,
         )
         thread.start()

@@ -1,15 +1,18 @@
-"""Messages between the runtime's actors. Anything else told to a channel goes to handle_info."""
+"""Messages between the runtime's actors, and the handle by which a channel is ended.
+
+Anything else told to a channel goes to ``handle_info``. Only values defined
+here, ``ActorRef`` s and one-shot signals cross threads: no thread holds
+another's actor object.
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+import pykka
+
 if TYPE_CHECKING:
-    import threading
-
-    import pykka
-
-    from ._channel_server import ChannelServerMixin
     from .message import Broadcast
     from .socket import Socket
 
@@ -56,7 +59,8 @@ class DispatchOut(NamedTuple):
 
 
 class LeaveChannel(NamedTuple):
-    """The client left: reply ok, send ``phx_close``, terminate with ``("shutdown", "left")``."""
+    """Told to a channel actor when the client left: reply ok, send ``phx_close``,
+    terminate with ``("shutdown", "left")``."""
 
     ref: str | None
     """The client's ref of the ``phx_leave``."""
@@ -86,13 +90,66 @@ class ChannelExited(NamedTuple):
     """The channel's last socket value."""
 
 
-class WatchChannel(NamedTuple):
-    """Recorded in the supervisor's ``Children`` before a channel actor starts."""
+_signal_lock = threading.Lock()
+
+
+class ShutdownSignal:
+    """A one-shot request to end one channel: set from any thread, the first one wins.
+
+    The channel actor reads it before each message, so an urgent request takes
+    effect at its next message instead of behind its backlog; the
+    ``ShutdownChannel`` told with it wakes an idle actor.
+    """
+
+    __slots__ = ("request",)
+
+    def __init__(self) -> None:
+        self.request: ShutdownChannel | None = None
+
+    def set(self, request: ShutdownChannel) -> ShutdownChannel:
+        """Record ``request`` unless one is already recorded; return the one that holds."""
+        with _signal_lock:
+            if self.request is None:
+                self.request = request
+            return self.request
+
+
+class ChannelHandle(NamedTuple):
+    """What other threads hold of a channel actor: its ref and its shutdown signal."""
 
     ref: pykka.ActorRef[Any]
     """The channel actor's ref."""
-    actor: ChannelServerMixin
-    """The channel actor itself, for ``request_shutdown``."""
+    signal: ShutdownSignal
+    """Read by the actor before each message."""
+
+    def request_shutdown(
+        self, reason: Any, *, send_close: bool = False, urgent: bool = True
+    ) -> None:
+        """End this channel with ``reason`` (any thread). The first request wins.
+
+        ``urgent`` (duplicate join, endpoint drain): like an exit signal in
+        Erlang, the actor ends at its next message, after the callback running
+        now, instead of working through its backlog first.
+
+        Not urgent (the connection closed): the callback running now
+        finishes; the messages queued behind it are dropped unread (client
+        pushes are counted as ``dropped_after_close``) until either a leave the
+        client sent before the close, which is handled as usual and ends the
+        channel with ``("shutdown", "left")``, or this request's own message,
+        which ends it with ``reason``.
+        """
+        request = self.signal.set(ShutdownChannel(reason, send_close, urgent))
+        try:
+            self.ref.tell(request)
+        except pykka.ActorDeadError:
+            pass  # already ended
+
+
+class WatchChannel(NamedTuple):
+    """Recorded in the supervisor's ``Children`` before a channel actor starts."""
+
+    handle: ChannelHandle
+    """The channel actor's ref and shutdown signal (an endpoint drain uses it)."""
     name: str
     """Channel class and topic, for logs."""
 

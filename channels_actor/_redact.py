@@ -5,7 +5,7 @@ both may be large or carry credentials. :meth:`Redactor.preview` renders a
 value the way ``repr`` would, but:
 
 - it stops after ``limit`` characters and says how big the value was
-  (``'{"a": ...' ... (7340032 chars)``), so a megabyte topic logs a line, not a
+  (``'{"a": ...' ... (a string of 7340032 characters)``), so a megabyte topic logs a line, not a
   megabyte; it walks only as much of the value as it shows, so previewing a
   huge payload costs about as much as a small one;
 - in mappings (and dataclasses and named tuples), the value of every key whose
@@ -38,6 +38,7 @@ __all__ = [
     "preview",
     "redactor",
     "redactor_for",
+    "shape_of",
 ]
 
 #: Key names whose values never reach a log line (substrings, case-insensitive).
@@ -138,14 +139,14 @@ class Redactor:
 
     def clip(self, text: str, limit: int | None = None) -> str:
         """``text`` as is (no quotes), redacted and cut to ``limit`` characters
-        (the redactor's own by default) with ``... (N chars)``: for exception
+        (the redactor's own by default) with ``... (a string of N characters)``: for exception
         messages and other text that is already meant to be read."""
         limit = self.limit if limit is None else limit
         scanned = _scanned(limit)
         head = self.scrub(text[:scanned])
         if len(head) <= limit and len(text) <= scanned:
             return head
-        return f"{head[:limit]}... ({len(text)} chars)"
+        return f"{head[:limit]}... ({shape_of(text)})"
 
     def preview(self, value: object, limit: int | None = None) -> str:
         """A ``repr``-like rendering of ``value``: at most ``limit`` characters
@@ -160,7 +161,7 @@ class Redactor:
             return f"<{type(value).__name__} (cannot be shown)>"
         text = "".join(out.parts)
         if out.cut:
-            return f"{text}... ({_size(value)})"
+            return f"{text}... ({shape_of(value)})"
         return text
 
     # rendering ----------------------------------------------------------------
@@ -318,16 +319,24 @@ def _int_repr(value: int) -> str:
         return f"<int of {value.bit_length()} bits>"
 
 
-def _size(value: object) -> str:
+def shape_of(value: object) -> str:
+    """What ``value`` is and how big, without its content: ``a dict of 3 keys``,
+    ``a string of 7340032 characters``, ``12 bytes``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"a number ({type(value).__name__})"
     if isinstance(value, str):
-        return f"{len(value)} chars"
+        return f"a string of {len(value)} characters"
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"{len(value)} bytes"
     if isinstance(value, Mapping):
-        return f"{type(value).__name__} of {len(value)} keys"
+        return f"a {type(value).__name__} of {len(value)} keys"
     if isinstance(value, (list, tuple, set, frozenset)):
-        return f"{type(value).__name__} of {len(value)} items"
-    return type(value).__name__
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
 
 
 @lru_cache(maxsize=32)

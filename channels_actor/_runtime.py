@@ -2,7 +2,7 @@
 
 ``actor_mode`` is the one switch between the two ways channel actors run:
 
-- ``"pool"`` (default): each channel is a :class:`PooledChannelServer` whose
+- ``"pool"`` (default): each channel is a :class:`PooledChannelActor` whose
   mailbox a fixed pool of ``pool_size`` worker threads drains. Threads stay
   constant however many channels are joined; a fan-out to 1,000 channels wakes
   at most ``pool_size`` threads.
@@ -19,8 +19,16 @@ from typing import TYPE_CHECKING
 
 import pykka
 
-from ._channel_server import ChannelServerMixin, PooledChannelServer, ThreadedChannelServer
-from ._messages import DrainChannels
+from ._channel_server import ChannelServer, PooledChannelActor, ThreadedChannelActor
+from ._messages import (
+    ChannelExited,
+    ChannelHandle,
+    DrainChannels,
+    JoinChannel,
+    NoChannel,
+    ShutdownSignal,
+    WatchChannel,
+)
 from ._pool import ActorPool
 from ._timer import discard_stopped
 from .errors import ConfigurationError
@@ -72,33 +80,55 @@ class Runtime:
             self.supervisor = Supervisor.start(self.children)
             self._running = True
 
-    def create_channel(
+    def start_channel(
         self,
         channel_cls: type[Channel],
         socket: Socket,
         join: tuple[str, str | None],
+        first: JoinChannel,
         *,
+        name: str,
         max_mailbox: int | None = None,
         counters: Counters | None = None,
-    ) -> ChannelServerMixin:
-        """Build the actor for a join ``(topic, join_ref)`` on the connection ``socket``.
+    ) -> ChannelHandle:
+        """Start the actor of a join ``(topic, join_ref)`` on the connection ``socket``.
 
-        ``max_mailbox`` bounds its mailbox; drops are counted in ``counters``.
-        It is not running yet: the caller starts its loop.
+        It is watched by the supervisor before it runs, and ``first`` (the
+        join's payload and ref) is its first message. ``name`` (class and
+        topic preview) is for log lines; ``max_mailbox`` bounds its mailbox;
+        drops are counted in ``counters``.
+
+        Raises:
+            RuntimeError: no thread could be started for it; the supervisor
+                has already been told that it ended.
         """
+        actor: PooledChannelActor | ThreadedChannelActor
         if self.pool is not None:
-            return PooledChannelServer(
-                self.pool,
-                channel_cls,
-                socket,
-                join,
-                self.supervisor,
-                max_mailbox=max_mailbox,
-                counters=counters,
-            )
-        return ThreadedChannelServer(
-            channel_cls, socket, join, self.supervisor, max_mailbox=max_mailbox, counters=counters
+            actor = PooledChannelActor(self.pool, max_mailbox=max_mailbox)
+        else:
+            actor = ThreadedChannelActor(max_mailbox=max_mailbox, thread_name=join[0])
+        ref = actor.actor_ref
+        handle = ChannelHandle(ref, ShutdownSignal())
+        supervisor = self.supervisor
+        actor.server = ChannelServer(
+            actor,
+            channel_cls,
+            socket,
+            join,
+            signal=handle.signal,
+            exited=supervisor.tell,
+            counters=counters,
+            mailbox_limit=max_mailbox,
         )
+        # Watched before it runs, so its ChannelExited always finds it watched.
+        self.children.add(WatchChannel(handle, name))
+        ref.tell(first)
+        try:
+            actor.begin()
+        except RuntimeError as exc:  # "can't start new thread": the process is at its limit
+            supervisor.tell(ChannelExited(ref, ("error", exc), NoChannel(), socket))
+            raise
+        return handle
 
     def channel_count(self, timeout: float = 5.0) -> int:
         """Channel actors alive, as the supervisor counts them."""

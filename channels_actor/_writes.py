@@ -24,7 +24,8 @@ _local = threading.local()
 class Target(Protocol):
     """A transport whose raw writes can be batched."""
 
-    def _write_now(self, data: bytes) -> None: ...
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` (whole frames) now, bypassing the batch."""
 
 
 def start() -> None:
@@ -53,6 +54,6 @@ def flush() -> None:
         return
     for target, chunks in pending.items():
         try:
-            target._write_now(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            target.write_now(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except Exception:
             logger.exception("Writing batched frames to %r failed", target)

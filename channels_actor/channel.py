@@ -19,7 +19,7 @@ import pykka
 from ._redact import preview, redactor_for
 from ._timer import TimerHandle, call_later
 from .errors import ChannelError
-from .message import Message, Reply
+from .message import Message, Reply, is_payload
 from .results import normalize_reply
 from .serializers.base import encode_payload
 from .serializers.noop import NoopSerializer
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Channel",
     "SocketRef",
+    "TimerHandle",
     "broadcast",
     "broadcast_from",
     "push",
@@ -145,10 +146,7 @@ def check_payload(payload: Any, serializer: Serializer | None, error: type[Chann
     encoding; the in-memory serializer does not encode, so check it here to
     keep tests as strict as production.
     """
-    kind = type(payload)
-    if (kind is dict or kind is bytes or isinstance(payload, (Mapping, bytes))) and not isinstance(
-        serializer, NoopSerializer
-    ):
+    if is_payload(payload) and not isinstance(serializer, NoopSerializer):
         return
     try:
         encode_payload(payload)

@@ -11,8 +11,10 @@ tell a channel actor, write a reply. Everything written goes through
 
 Channel actors call back into the connection from their own threads in only
 two ways, neither of which blocks: ``send(frame)`` and ``channel_exited``. A
-lock guards the protocol state and the ``topic -> ActorRef`` map, which change
-together; nothing done under it waits for another thread.
+lock guards the protocol state and the ``topic -> ChannelHandle`` map, which
+change together; nothing done under it waits for another thread. What the
+connections of one endpoint share (runtime, configuration, counters, PubSub,
+the set of open connections) is handed in as a :class:`ConnectionContext`.
 """
 
 from __future__ import annotations
@@ -20,86 +22,114 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from ._constants import DISCONNECT
-from ._messages import ChannelExited, DispatchIn, JoinChannel, NoChannel, WatchChannel
-from ._messages import LeaveChannel as LeaveMessage
+from ._messages import ChannelHandle, DispatchIn, JoinChannel, LeaveChannel
 from .message import Reply
 from .protocol import (
     ConnectionProtocol,
+    DeliverLeave,
     DeliverToChannel,
-    LeaveChannel,
     SendReply,
     ShutdownDuplicate,
     StartChannel,
 )
-from .pubsub import Subscriber
+from .pubsub import PubSub, Subscriber
 
 if TYPE_CHECKING:
-    from ._channel_server import ChannelServerMixin
+    from ._runtime import Runtime
+    from ._stats import Counters
     from .channel import Channel
-    from .endpoint import Endpoint
+    from .config import EndpointConfig
     from .message import Broadcast, Message
     from .protocol import Action
     from .serializers import Frame
     from .socket import Socket
+    from .transports.base import Transport
     from .transports.frames import SharedFrames
 
-__all__ = ["Connection", "Transport"]
+__all__ = ["Connection", "ConnectionContext", "OpenConnections"]
 
 logger = logging.getLogger("channels_actor.connection")
 
 _ids = itertools.count(1)
 
 
-class Transport(Protocol):
-    """What a connection needs from its transport; both methods are thread-safe."""
+class OpenConnections:
+    """The connections of one endpoint that are open now (any thread)."""
 
-    name: str
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[Connection] = set()
 
-    def send(self, frame: Frame) -> None:
-        """Queue ``frame`` for the single writer; never blocks."""
+    def add(self, connection: Connection) -> None:
+        with self._lock:
+            self._open.add(connection)
 
-    def send_shared(self, shared: SharedFrames) -> None:
-        """Fastlane frames shared by many connections, in order, written together."""
+    def discard(self, connection: Connection) -> None:
+        with self._lock:
+            self._open.discard(connection)
 
-    def disconnect(self) -> None:
-        """Close the connection because its socket id was told to ``disconnect``."""
+    def snapshot(self) -> list[Connection]:
+        with self._lock:
+            return list(self._open)
 
-    def shutdown(self) -> None:
-        """Close the connection because the endpoint is stopping (1012 on a WebSocket)."""
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(self.snapshot())
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionContext:
+    """What every connection of one endpoint shares; the endpoint makes one."""
+
+    runtime: Runtime
+    """Starts channel actors under the supervisor."""
+    config: EndpointConfig
+    """The endpoint's limits and log redaction."""
+    counters: Counters
+    """Where drops and closes are counted."""
+    pubsub: PubSub
+    """Where the connection subscribes its socket id's topic."""
+    connections: OpenConnections
+    """Every open connection registers here while it is open."""
 
 
 class Connection:
     """The runtime side of one client connection.
 
     Args:
-        endpoint: the endpoint whose supervisor and PubSub channels use.
+        context: what the endpoint's connections share.
         socket: the connection-level socket returned by ``connect``.
         transport: the transport's writer for this connection.
     """
 
-    def __init__(self, endpoint: Endpoint, socket: Socket, transport: Transport) -> None:
-        self.endpoint = endpoint
+    def __init__(self, context: ConnectionContext, socket: Socket, transport: Transport) -> None:
+        self._context = context
+        self.config = config = context.config
+        #: where the transport counts what it drops and closes
+        self.counters = context.counters
         self.number = next(_ids)
         self.transport = transport
         #: the largest frame the endpoint sends or accepts (push and reply check it)
-        self.max_frame_size = endpoint.config.max_frame_size
+        self.max_frame_size = config.max_frame_size
         self.socket = socket._replace(connection=self, transport=transport.name)
         assert socket.handler is not None
-        config = endpoint.config
         self._protocol = ConnectionProtocol(
             socket.handler,
             max_channels=config.max_channels_per_socket,
             max_topic_size=config.max_topic_size,
             redactor=config.redactor,
-            counters=endpoint.counters,
+            counters=context.counters,
         )
-        self._channels: dict[str, ChannelServerMixin] = {}
+        self._channels: dict[str, ChannelHandle] = {}
         self._lock = threading.Lock()
         self._closed = False
         # The fastlane writes straight to the transport: one call fewer per delivery.
@@ -111,10 +141,10 @@ class Connection:
     # called by the transport ------------------------------------------------
 
     def open(self) -> None:
-        """Register with the endpoint and subscribe to the socket id's topic."""
-        self.endpoint._connection_opened(self)
+        """Register as open and subscribe to the socket id's topic."""
+        self._context.connections.add(self)
         if self.socket.id is not None:
-            self.endpoint.pubsub.subscribe(
+            self._context.pubsub.subscribe(
                 self.socket.id, Subscriber(key=self, callback=self._on_id_broadcast)
             )
 
@@ -137,11 +167,11 @@ class Connection:
             self._closed = True
             channels = list(self._channels.values())
             self._channels.clear()
-        for actor in channels:
-            actor.request_shutdown(reason, urgent=False)
+        for handle in channels:
+            handle.request_shutdown(reason, urgent=False)
         if self.socket.id is not None:
-            self.endpoint.pubsub.unsubscribe_all(self)
-        self.endpoint._connection_closed(self)
+            self._context.pubsub.unsubscribe_all(self)
+        self._context.connections.discard(self)
 
     @property
     def closed(self) -> bool:
@@ -155,17 +185,17 @@ class Connection:
     def channel_ref(self, topic: str) -> pykka.ActorRef[Any] | None:
         """The actor of the channel joined on ``topic``, if any."""
         with self._lock:
-            actor = self._channels.get(topic)
-        return None if actor is None else actor.actor_ref
+            handle = self._channels.get(topic)
+        return None if handle is None else handle.ref
 
     def shutdown_channel(self, topic: str, reason: Any) -> pykka.ActorRef[Any] | None:
         """End the channel joined on ``topic`` with ``reason``, as a closing connection does."""
         with self._lock:
-            actor = self._channels.get(topic)
-        if actor is None:
+            handle = self._channels.get(topic)
+        if handle is None:
             return None
-        actor.request_shutdown(reason, urgent=False)
-        return actor.actor_ref
+        handle.request_shutdown(reason, urgent=False)
+        return handle.ref
 
     # called by channel actors -------------------------------------------------
 
@@ -176,8 +206,8 @@ class Connection:
     def channel_exited(self, topic: str, ref: pykka.ActorRef[Any]) -> None:
         """A channel actor ended; free its topic unless a newer join replaced it."""
         with self._lock:
-            actor = self._channels.get(topic)
-            if actor is not None and actor.actor_ref is ref:
+            handle = self._channels.get(topic)
+            if handle is not None and handle.ref is ref:
                 del self._channels[topic]
                 self._protocol.channel_exited(topic)
 
@@ -191,53 +221,50 @@ class Connection:
             self.transport.send(self.socket.serializer.encode(action.reply))  # type: ignore[union-attr]
         elif isinstance(action, StartChannel):
             self._start(action)
-        elif isinstance(action, LeaveChannel):
-            self._tell(action.message.topic, LeaveMessage(action.message.ref))
+        elif isinstance(action, DeliverLeave):
+            self._tell(action.message.topic, LeaveChannel(action.message.ref))
         elif isinstance(action, ShutdownDuplicate):
-            actor = self._channels.pop(action.topic, None)
-            if actor is not None:
-                actor.request_shutdown(("shutdown", "duplicate_join"), send_close=True)
+            handle = self._channels.pop(action.topic, None)
+            if handle is not None:
+                handle.request_shutdown(("shutdown", "duplicate_join"), send_close=True)
 
     def _start(self, action: StartChannel) -> None:
         message = action.message
-        runtime = self.endpoint._runtime
-        actor = runtime.create_channel(
-            action.channel,
-            self.socket,
-            (message.topic, message.join_ref),
-            max_mailbox=self.endpoint.config.max_mailbox,
-            counters=self.endpoint.counters,
-        )
-        ref = actor.actor_ref
-        self._channels[message.topic] = actor
-        # Watched before it runs, so its ChannelExited always finds it watched.
+        config = self.config
         # The name is for log lines: the topic is cut to a preview.
-        topic_shown = self.endpoint.config.redactor.clip(message.topic)
-        name = f"{action.channel.__name__}({topic_shown})"
-        runtime.children.add(WatchChannel(ref, actor, name))
-        ref.tell(JoinChannel(message.payload, message.ref))
+        name = f"{action.channel.__name__}({config.redactor.clip(message.topic)})"
         try:
-            actor._start_actor_loop()  # type: ignore[attr-defined]
+            handle = self._context.runtime.start_channel(
+                action.channel,
+                self.socket,
+                (message.topic, message.join_ref),
+                JoinChannel(message.payload, message.ref),
+                name=name,
+                max_mailbox=config.max_mailbox,
+                counters=self.counters,
+            )
         except RuntimeError as exc:  # "can't start new thread": the process is at its limit
-            show = self.endpoint.config.redactor.preview
-            logger.error("Cannot start a channel for %s: %s", show(message.topic), exc)
-            del self._channels[message.topic]
+            logger.error(
+                "Cannot start a channel for %s: %s", config.redactor.preview(message.topic), exc
+            )
             self._protocol.channel_exited(message.topic)
-            runtime.supervisor.tell(ChannelExited(ref, ("error", exc), NoChannel(), self.socket))
             reply = Reply(
                 message.topic, "error", {"reason": "join crashed"}, message.ref, message.join_ref
             )
             self.transport.send(self.socket.serializer.encode(reply))  # type: ignore[union-attr]
+            return
+        # Under the lock: a channel that ends at once waits for this in channel_exited.
+        self._channels[message.topic] = handle
 
     def _tell(self, topic: str, message: Any) -> None:
-        actor = self._channels.get(topic)
-        if actor is None:
+        handle = self._channels.get(topic)
+        if handle is None:
             return
         try:
-            actor.actor_ref.tell(message)
+            handle.ref.tell(message)
         except pykka.ActorDeadError:
-            show = self.endpoint.config.redactor.preview
-            logger.debug("%s ended before %s reached it", actor, show(message))
+            show = self.config.redactor.preview
+            logger.debug("%s ended before %s reached it", handle.ref, show(message))
 
     def _on_id_broadcast(self, broadcast: Broadcast) -> None:
         if broadcast.event == DISCONNECT:

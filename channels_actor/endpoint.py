@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ._runtime import Runtime
 from ._stats import Counters
 from .config import EndpointConfig
-from .connection import Connection
+from .connection import Connection, ConnectionContext, OpenConnections
 from .errors import ConfigurationError
 from .handler import Mount, Refused, SocketHandler
 from .pubsub import PubSub
@@ -31,10 +31,10 @@ from .upgrade import Rejected
 if TYPE_CHECKING:
     import pykka
 
-    from .connection import Transport
     from .message import Broadcast
     from .serializers import Serializer
     from .server import Server, WebSocketService
+    from .transports.base import Transport
 
 __all__ = ["Endpoint", "Mount", "Refused"]
 
@@ -89,7 +89,10 @@ class Endpoint:
         self._runtime = Runtime(
             self.pubsub, actor_mode=self.config.actor_mode, pool_size=self.config.pool_size
         )
-        self._connections: set[Connection] = set()
+        self._connections = OpenConnections()
+        self._context = ConnectionContext(
+            self._runtime, self.config, self.counters, self.pubsub, self._connections
+        )
         self._lock = threading.Lock()
         #: WSGI app for plain HTTP requests to the standalone server and to
         #: ``wsgi_app`` (pages, assets); None answers 404.
@@ -172,17 +175,9 @@ class Endpoint:
 
     def open_connection(self, socket: Socket, transport: Transport) -> Connection:
         """Start serving an accepted connection through ``transport``."""
-        connection = Connection(self, socket, transport)
+        connection = Connection(self._context, socket, transport)
         connection.open()
         return connection
-
-    def _connection_opened(self, connection: Connection) -> None:
-        with self._lock:
-            self._connections.add(connection)
-
-    def _connection_closed(self, connection: Connection) -> None:
-        with self._lock:
-            self._connections.discard(connection)
 
     @property
     def connection_count(self) -> int:
@@ -332,8 +327,8 @@ class Endpoint:
         """Drain: terminate every channel with ``("shutdown", "closed")``, close every
         connection (code 1012 on a WebSocket), then stop the actors. Idempotent."""
         timeout = self.config.stop_timeout if timeout is None else timeout
+        connections = self._connections.snapshot()
         with self._lock:
-            connections = list(self._connections)
             service = self._service
         for connection in connections:
             connection.close(("shutdown", "closed"))

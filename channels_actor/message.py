@@ -7,10 +7,19 @@ these values into wire frames and back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["Broadcast", "Message", "Reply"]
+__all__ = ["Broadcast", "Message", "Reply", "is_payload"]
+
+
+def is_payload(value: object) -> bool:
+    """The rule for what a message may carry: a mapping (sent as a JSON object) or
+    ``bytes`` (a binary frame). Whether a mapping's values encode is the
+    serializer's to say."""
+    kind = type(value)
+    return kind is dict or kind is bytes or isinstance(value, (Mapping, bytes))
 
 
 class Message(NamedTuple):

@@ -46,7 +46,7 @@ __all__ = [
     "Action",
     "ConnectionProtocol",
     "DeliverToChannel",
-    "LeaveChannel",
+    "DeliverLeave",
     "SendReply",
     "ShutdownDuplicate",
     "StartChannel",
@@ -78,8 +78,8 @@ class DeliverToChannel:
 
 
 @dataclass(frozen=True, slots=True)
-class LeaveChannel:
-    """The client leaves the channel joined on ``message.topic``."""
+class DeliverLeave:
+    """Give the client's ``phx_leave`` to the channel joined on ``message.topic``."""
 
     message: Message
 
@@ -92,7 +92,7 @@ class ShutdownDuplicate:
     join_ref: str | None
 
 
-Action = Union[SendReply, StartChannel, DeliverToChannel, LeaveChannel, ShutdownDuplicate]
+Action = Union[SendReply, StartChannel, DeliverToChannel, DeliverLeave, ShutdownDuplicate]
 
 
 class ConnectionProtocol:
@@ -156,7 +156,7 @@ class ConnectionProtocol:
                     )
                 return []
             if event == PHX_LEAVE:
-                return [LeaveChannel(message)]
+                return [DeliverLeave(message)]
             return [DeliverToChannel(message)]
         if event == PHX_LEAVE:
             return [SendReply(Reply(topic, "ok", {}, message.ref, message.join_ref))]

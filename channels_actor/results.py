@@ -13,6 +13,7 @@ from typing import Any, Literal, NamedTuple, Union
 
 from ._redact import preview
 from .errors import CallbackReturnError
+from .message import is_payload
 from .socket import Socket
 
 __all__ = [
@@ -104,11 +105,6 @@ def _is_socket(value: Any) -> bool:
     return isinstance(value, Socket)
 
 
-def _is_payload(value: Any) -> bool:
-    kind = type(value)
-    return kind is dict or kind is bytes or isinstance(value, (Mapping, bytes))
-
-
 def normalize_reply(value: Any) -> tuple[str, Payload] | None:
     """Return ``(status, payload)`` for a valid reply form, else None."""
     if isinstance(value, str):
@@ -117,7 +113,7 @@ def normalize_reply(value: Any) -> tuple[str, Payload] | None:
         isinstance(value, tuple)
         and len(value) == 2
         and isinstance(value[0], str)
-        and _is_payload(value[1])
+        and is_payload(value[1])
     ):
         return (value[0], value[1])
     return None
@@ -128,9 +124,9 @@ def normalize_join(owner: str, result: Any) -> Joined | JoinRefused:
     match result:
         case ("ok", socket) if _is_socket(socket):
             return Joined({}, socket)
-        case ("ok", response, socket) if _is_socket(socket) and _is_payload(response):
+        case ("ok", response, socket) if _is_socket(socket) and is_payload(response):
             return Joined(response, socket)
-        case ("error", response) if _is_payload(response):
+        case ("error", response) if is_payload(response):
             return JoinRefused(response)
     raise _fail(owner, "join", _JOIN_FORMS, result)
 

@@ -47,7 +47,7 @@ class Children:
 
     def add(self, watch: WatchChannel) -> None:
         with self._lock:
-            self._watched[watch.ref] = watch
+            self._watched[watch.handle.ref] = watch
 
     def pop(self, ref: pykka.ActorRef[Any]) -> WatchChannel | None:
         with self._lock:
@@ -110,4 +110,4 @@ class Supervisor(ServiceActor):
         self._drained.append(message.done)
         for watched in self._children.snapshot():
             # An actor already ending has its ChannelExited queued behind this message.
-            watched.actor.request_shutdown(message.reason)
+            watched.handle.request_shutdown(message.reason)

@@ -31,6 +31,7 @@ EXPECTED_NAMES = {
     "Socket",
     "SocketHandler",
     "SocketRef",
+    "TimerHandle",
     "__version__",
     "assign",
     "broadcast",

@@ -8,13 +8,13 @@ binary frame) or, for in-memory transports, the value itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Protocol, Union
 
 import orjson
 
+from .._redact import shape_of
 from ..errors import InvalidMessageError
-from ..message import Broadcast, Message, Reply
+from ..message import Broadcast, Message, Reply, is_payload
 
 __all__ = [
     "Frame",
@@ -77,7 +77,7 @@ def encode_payload(payload: Any) -> bytes:
     """
     if isinstance(payload, bytes):
         return payload
-    if type(payload) is not dict and not isinstance(payload, Mapping):
+    if not is_payload(payload):
         msg = (
             f"Expected the message payload to be a mapping (dict) or bytes, got {shape_of(payload)}"
         )
@@ -108,23 +108,3 @@ def frame_of(data: object) -> str:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return f"a binary frame of {len(data)} bytes"
     return shape_of(data)
-
-
-def shape_of(value: object) -> str:
-    """What ``value`` is and how big, without its content: ``a dict of 3 keys``,
-    ``a string of 7340032 characters``, ``12 bytes``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return f"a number ({type(value).__name__})"
-    if isinstance(value, str):
-        return f"a string of {len(value)} characters"
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"{len(value)} bytes"
-    if isinstance(value, Mapping):
-        return f"a {type(value).__name__} of {len(value)} keys"
-    if isinstance(value, (list, tuple)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return f"a {type(value).__name__}"

@@ -121,7 +121,7 @@ class _SocketProxy:
         self._transport = transport
 
     def send(self, data: bytes) -> int:
-        self._transport._write_now(bytes(data))  # handshake, pongs, close: never batched
+        self._transport.write_now(bytes(data))  # handshake, pongs, close: never batched
         return len(data)
 
     sendall = send
@@ -275,7 +275,7 @@ class WebSocketTransport:
                 if self._state == "open" and self.ws is not None and not self._close_sent:
                     event = BytesMessage(frame) if isinstance(frame, bytes) else TextMessage(frame)
                     # framed with the connection's deflate state: write in that order
-                    self._write_now(self.ws.ws.send(event))
+                    self.write_now(self.ws.ws.send(event))
             return
         self._write(frame_message(frame))
 
@@ -289,13 +289,14 @@ class WebSocketTransport:
             for one in shared.frames:
                 self.send(one.frame)
         else:
-            self._write_now(shared.wire())
+            self.write_now(shared.wire())
 
     def _write(self, data: bytes) -> None:
         if not _writes.defer(self, data):
-            self._write_now(data)
+            self.write_now(data)
 
-    def _write_now(self, data: bytes) -> None:
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` now, or queue it behind what waits (``_writes`` flushes here)."""
         # ``data`` is whole frames: queued chunks always end on a frame boundary.
         with self._lock:
             if self._state != "open" or self._close_sent:
@@ -559,7 +560,7 @@ class WebSocketTransport:
     def _count(self, name: str) -> None:
         connection = self.connection
         if connection is not None:
-            connection.endpoint.counters.incr(name)
+            connection.counters.incr(name)
 
     def on_writable(self) -> None:
         with self._lock:

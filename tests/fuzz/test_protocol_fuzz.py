@@ -21,8 +21,8 @@ from channels_actor import Channel, Message, Reply, SocketHandler
 from channels_actor.protocol import (
     Action,
     ConnectionProtocol,
+    DeliverLeave,
     DeliverToChannel,
-    LeaveChannel,
     SendReply,
     ShutdownDuplicate,
     StartChannel,
@@ -107,7 +107,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             if message.join_ref is not None and message.join_ref != self.model[topic]:
                 return []  # stale: ignored silently
             if event == "phx_leave":
-                return [LeaveChannel(message)]
+                return [DeliverLeave(message)]
             return [DeliverToChannel(message)]
         if event == "phx_leave":
             return [SendReply(Reply(topic, "ok", {}, message.ref, message.join_ref))]

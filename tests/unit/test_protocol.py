@@ -13,8 +13,8 @@ from channels_actor import Channel, Message, Reply, SocketHandler
 from channels_actor._stats import Counters
 from channels_actor.protocol import (
     ConnectionProtocol,
+    DeliverLeave,
     DeliverToChannel,
-    LeaveChannel,
     SendReply,
     ShutdownDuplicate,
     StartChannel,
@@ -99,7 +99,7 @@ def test_messages_for_a_joined_topic() -> None:
     nil_join_ref = Message("room:1", "new_msg", {}, "3", None)
     assert p.receive(nil_join_ref) == [DeliverToChannel(nil_join_ref)]
     leave = Message("room:1", "phx_leave", {}, "4", "1")
-    assert p.receive(leave) == [LeaveChannel(leave)]
+    assert p.receive(leave) == [DeliverLeave(leave)]
 
 
 def test_stale_join_ref_is_ignored_silently() -> None:
@@ -173,7 +173,7 @@ def test_default_max_topic_size_is_1_kib_and_the_log_line_is_bounded(
     for record in caplog.records:
         assert len(record.getMessage()) < 300
         assert "SECRET" not in record.getMessage()
-    assert "(1000017 chars)" in caplog.records[0].getMessage()
+    assert "(a string of 1000017 characters)" in caplog.records[0].getMessage()
 
 
 @pytest.mark.parametrize("module", ["protocol.py", "serializers/base.py", "serializers/v1_json.py",
