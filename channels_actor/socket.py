@@ -62,7 +62,11 @@ class Socket:
         )
 
     def _replace(self, **changes: Any) -> Socket:
-        """A copy with ``changes``; ``dataclasses.replace`` is much slower on this hot path."""
+        """A copy with ``changes``; ``dataclasses.replace`` is much slower on this hot path.
+
+        Named as ``NamedTuple._replace`` is, and for the same reason: the
+        underscore keeps it clear of field names; the runtime calls it freely.
+        """
         new = object.__new__(Socket)
         get = changes.get
         for name in _FIELDS:
