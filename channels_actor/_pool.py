@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 pykka's ``ThreadingActor`` gives every actor its own OS thread. That caps a
-process near 21,800 actors and makes a fan-out to 1,000 actors wake 1,000
-threads that convoy on the GIL. A :class:`PooledActor` is a plain pykka
+process at the number of threads it may start, and makes a fan-out to a
+thousand actors wake a thousand threads that convoy on the GIL. A :class:`PooledActor` is a plain pykka
 ``Actor`` with a different inbox: ``put`` appends the envelope to the actor's
 own deque and, when the actor is not already queued, puts the actor on the
 pool's run queue. A worker takes an actor from the run queue and handles up to

@@ -7,8 +7,8 @@
   constant however many channels are joined; a fan-out to 1,000 channels wakes
   at most ``pool_size`` threads.
 - ``"thread"``: each channel is a pykka ``ThreadingActor`` with a thread of its
-  own, as pykka is usually used. Simple, but a process tops out near 21,800
-  threads and fan-outs convoy on the GIL (see ``benchmarks/bench_scheduling.py``).
+  own, as pykka is usually used. Simple, but a process tops out at its thread
+  limit and fan-outs convoy on the GIL (see ``benchmarks/bench_scheduling.py``).
 """
 
 from __future__ import annotations
