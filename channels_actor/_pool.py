@@ -4,13 +4,14 @@ Theory of operation
 -------------------
 pykka's ``ThreadingActor`` gives every actor its own OS thread. That caps a
 process at the number of threads it may start, and makes a fan-out to a
-thousand actors wake a thousand threads that convoy on the GIL. A :class:`PooledActor` is a plain pykka
-``Actor`` with a different inbox: ``put`` appends the envelope to the actor's
-own deque and, when the actor is not already queued, puts the actor on the
-pool's run queue. A worker takes an actor from the run queue and handles up to
-``batch`` of its messages, one at a time and in order, then queues it again if
-more are waiting. An actor is on the run queue at most once, so no two workers
-ever run the same actor: callbacks never run concurrently, as with a thread.
+thousand actors wake a thousand threads that convoy on the GIL. A
+:class:`PooledActor` is a plain pykka ``Actor`` with a different inbox:
+``put`` appends the envelope to the actor's own deque and, when the actor is
+not already queued, puts the actor on the pool's run queue. A worker takes an
+actor from the run queue and handles up to ``batch`` of its messages, one at a
+time and in order, then queues it again if more are waiting. An actor is on
+the run queue at most once, so no two workers ever run the same actor:
+callbacks never run concurrently, as with a thread.
 
 ``ActorRef``, ``tell``, ``ask``, futures, ``on_start`` / ``on_stop`` /
 ``on_failure`` and the failure rules (a failing tell stops the actor, a failing

@@ -190,7 +190,7 @@ def _published(socket: Socket) -> None:
     With the channel's mailbox: what the client sent that is not handled
     yet will be published too, so it counts as queued work.
     """
-    published = getattr(getattr(socket.connection, "transport", None), "published", None)
+    published = getattr(socket.connection, "published", None)
     ref = socket.channel_ref
     if published is not None and ref is not None:
         inbox: Any = ref.actor_inbox  # a queue.Queue, or the pool's mailbox with the same qsize

@@ -134,6 +134,8 @@ class Connection:
         self._closed = False
         # The fastlane writes straight to the transport: one call fewer per delivery.
         self.send_shared: Callable[[SharedFrames], None] = transport.send_shared
+        #: called by ``broadcast`` with the channel's backlog (flow control)
+        self.published: Callable[[Callable[[], int]], None] = transport.published
 
     def __repr__(self) -> str:
         return f"<Connection #{self.number} id={self.socket.id!r} transport={self.transport.name}>"

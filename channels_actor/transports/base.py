@@ -9,6 +9,7 @@ one (``memory.py``) implement it; a long-poll transport would be a third.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ class Transport(Protocol):
 
     def send_shared(self, shared: SharedFrames) -> None:
         """Queue fastlane frames shared by many connections, in order, written together."""
+
+    def published(self, backlog: Callable[[], int]) -> None:
+        """The connection's channel broadcast: flow control may read this client more slowly.
+
+        ``backlog`` counts the client's messages still waiting for that channel.
+        """
 
     def disconnect(self) -> None:
         """Close the connection: its socket id was told to ``disconnect``."""

@@ -41,6 +41,9 @@ class MemoryTransport:
         for one in shared.frames:
             self._sink(one.frame)  # type: ignore[arg-type]
 
+    def published(self, backlog: Callable[[], int]) -> None:
+        return None  # nothing is read from a socket, so there is nothing to slow down
+
     def disconnect(self) -> None:
         if self._on_close is not None:
             self._on_close("disconnect")
