@@ -23,17 +23,16 @@ from .connection import Connection, ConnectionContext, OpenConnections
 from .errors import ConfigurationError
 from .handler import Mount, Refused, SocketHandler
 from .pubsub import PubSub
+from .server import WebSocketService
 from .socket import Socket
-from .transports.handshake import request_from_environ
-from .transports.http import status_line
-from .upgrade import Rejected
+from .transports.wsgi import serve_wsgi
 
 if TYPE_CHECKING:
     import pykka
 
     from .message import Broadcast
     from .serializers import Serializer
-    from .server import Server, WebSocketService
+    from .server import Server
     from .transports.base import Transport
 
 __all__ = ["Endpoint", "Mount", "Refused"]
@@ -54,14 +53,6 @@ def _stop_running_endpoints() -> None:
             endpoint.stop()
         except Exception:
             logger.exception("Stopping %r at exit failed", endpoint)
-
-
-class _NoResponse(list[bytes]):
-    """What gunicorn gets after a WebSocket ends: nothing more to write.
-
-    gunicorn has sent no headers for this request; an empty body with
-    ``close()`` ending the iteration lets its worker drop the connection.
-    """
 
 
 logger = logging.getLogger("channels_actor.endpoint")
@@ -244,8 +235,6 @@ class Endpoint:
     def _websockets(self) -> WebSocketService:
         with self._lock:
             if self._service is None:
-                from .server import WebSocketService
-
                 self._service = WebSocketService(self)
             return self._service
 
@@ -288,32 +277,7 @@ class Endpoint:
         thread stays with the WebSocket until it closes. Other requests go to
         ``http_app`` (or 404).
         """
-        service = self._websockets
-        path = str(environ.get("PATH_INFO", ""))
-        mount = service.mount_for(path)
-        if mount is None:
-            if self.http_app is not None:
-                return self.http_app(environ, start_response)
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"Not Found"]
-        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
-        if sock is None:
-            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
-            return [
-                b"This WSGI server does not expose its socket (werkzeug.socket or "
-                b"gunicorn.socket); use Endpoint.start() instead"
-            ]
-        self.start_runtime()
-        result = service.upgrade(mount, request_from_environ(environ), dict(environ), sock)
-        if isinstance(result, Rejected):
-            start_response(status_line(result.status), [("Content-Type", "text/plain")])
-            return [result.body.encode()]
-        result.closed_event.wait()
-        if "werkzeug.socket" in environ:
-            # werkzeug treats this as a dropped connection and writes nothing.
-            raise ConnectionError("WebSocket closed")
-        start_response("200 OK", [])
-        return _NoResponse()
+        return serve_wsgi(self._websockets, environ, start_response)
 
     # lifecycle ------------------------------------------------------------------
 

@@ -4,6 +4,11 @@ Shared by the standalone server and the WSGI app so both answer exactly alike:
 HTTP 400 for a request that is not a WebSocket GET, 403 for an unknown
 ``vsn``, a refused origin or a refused ``connect``; otherwise the accepted
 connection socket, its serializer and the subprotocol to answer.
+
+:class:`Upgrader` is what carries an accepted upgrade out: the endpoint's
+WebSocket service (``server.py``). The request reader of the standalone server
+(``transports/requests.py``) and the WSGI side (``transports/wsgi.py``) sit
+below the service and call back into it through this Protocol.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .handler import Refused
 from .serializers.negotiate import for_vsn
@@ -25,20 +30,23 @@ from .transports.handshake import (
 from .transports.http import valid_websocket_key
 
 if TYPE_CHECKING:
-    from .endpoint import Endpoint
+    import socket
+
     from .handler import Mount
     from .serializers import Serializer
     from .socket import Socket
+    from .transports.served import ServedEndpoint
+    from .transports.websocket import WebSocketTransport
 
-__all__ = ["Accepted", "Rejected", "decide_upgrade"]
+__all__ = ["Accepted", "Rejected", "Upgrader", "decide_upgrade"]
 
 logger = logging.getLogger("channels_actor.transport")
 
-_warned: weakref.WeakSet[Endpoint] = weakref.WeakSet()  # endpoints told about url_host
+_warned: weakref.WeakSet[ServedEndpoint] = weakref.WeakSet()  # endpoints told about url_host
 _warned_lock = threading.Lock()
 
 
-def _warn_no_url_host(endpoint: Endpoint) -> None:
+def _warn_no_url_host(endpoint: ServedEndpoint) -> None:
     """Say once per endpoint why a non-loopback origin is refused by ``check_origin=True``."""
     with _warned_lock:
         if endpoint in _warned:
@@ -69,7 +77,7 @@ class Accepted:
     subprotocols: list[str]
 
 
-def decide_upgrade(endpoint: Endpoint, mount: Mount, request: Request) -> Accepted | Rejected:
+def decide_upgrade(endpoint: ServedEndpoint, mount: Mount, request: Request) -> Accepted | Rejected:
     """Run Phoenix's checks, in Phoenix's order, and ``connect``."""
     if request.method != "GET" or not request.is_websocket:
         return Rejected(400, "Expected a WebSocket upgrade (GET with Upgrade: websocket)")
@@ -103,3 +111,25 @@ def decide_upgrade(endpoint: Endpoint, mount: Mount, request: Request) -> Accept
         return Rejected(403, "Connection refused")
     subprotocols = ["phoenix"] if "phoenix" in request.subprotocols else []
     return Accepted(result, serializer, subprotocols)
+
+
+class Upgrader(Protocol):
+    """What serving a request needs from the endpoint's WebSocket service."""
+
+    @property
+    def endpoint(self) -> ServedEndpoint: ...
+
+    def mount_for(self, path: str) -> Mount | None:
+        """The mount whose WebSocket path is ``path`` (``/socket/websocket``)."""
+        ...
+
+    def upgrade(
+        self,
+        mount: Mount,
+        request: Request,
+        environ: dict[str, Any],
+        sock: socket.socket,
+        early_data: bytes = b"",
+    ) -> WebSocketTransport | Rejected:
+        """Decide and, when accepted, hand ``sock`` to the reactor; or the refusal."""
+        ...

@@ -65,6 +65,7 @@ from ..errors import InvalidMessageError
 from .frames import SharedFrames, close_frame, frame_message
 from .http import switching_protocols
 from .incomplete import IncompleteMessages, held_size
+from .sockets import SEND_FLAGS as _SEND_FLAGS
 
 if TYPE_CHECKING:
     from .._flow import FlowControl
@@ -78,7 +79,6 @@ logger = logging.getLogger("channels_actor.transport")
 
 # The kernel's unsent bytes of a socket (Linux SIOCOUTQ); None where unknown.
 _OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
-_SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_INVALID_DATA = 1007
@@ -133,7 +133,7 @@ class _SocketProxy:
         return self._sock.fileno()
 
     def close(self) -> None:
-        self._transport._reactor.call_soon(self._transport._release)
+        self._transport.release_soon()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -681,6 +681,10 @@ class WebSocketTransport:
         connection = self.connection
         if connection is not None:
             connection.close(("shutdown", "closed"))
+
+    def release_soon(self) -> None:
+        """Unregister and close the socket on the reactor thread (from any thread)."""
+        self._reactor.call_soon(self._release)
 
     def _release(self) -> None:
         """Unregister and close the socket (reactor thread)."""
