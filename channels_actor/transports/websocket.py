@@ -246,7 +246,8 @@ class WebSocketTransport:
         self._state = "open"  # open -> closing -> closed
         self._closing_since = 0.0
         self._last_seen = time.monotonic()
-        self._inbox = _Inbox()
+        #: simple-websocket's input_buffer: complete messages, taken after each read
+        self.inbox = _Inbox()
         self.ws: simple_websocket.Server | None = None
         self.connection: Connection | None = None
         self.closed_event = StopFlag()  # set once the socket is released
@@ -491,8 +492,8 @@ class WebSocketTransport:
             keep_going = ws._handle_events()
             # A close frame just went out (simple-websocket's): nothing may follow it.
             self._close_sent = self._close_sent or not keep_going
-            messages = list(self._inbox)
-            self._inbox.clear()
+            messages = list(self.inbox)
+            self.inbox.clear()
         for message in messages:
             if self._state != "open":
                 break
@@ -781,6 +782,6 @@ def open_websocket(
         )
     else:
         ws = _UpgradedServer(headers, subprotocols, max_frame_size)
-    ws.input_buffer = transport._inbox
+    ws.input_buffer = transport.inbox
     transport.ws = ws
     return transport
