@@ -196,7 +196,7 @@ class PubSub:
     ) -> None:
         """Check and encode here, publish to the other nodes if asked, then dispatch locally."""
         item = self._prepare(topic, event, message)
-        registry = self._ref()
+        registry = self._registry or self._ref()  # calls _ref() only to raise "not running"
         if to_cluster:
             self._adapter.broadcast(item)
         try:
