@@ -1,69 +1,108 @@
-"""PubSub: publish broadcasts to topic subscribers through the registry actor.
+"""PubSub: publish broadcasts to topic subscribers, on this node and on the others.
 
 ``PubSub`` is the facade every part of the runtime uses: it checks and encodes
 the message in the publisher's thread (so a bad message raises
 :class:`BroadcastError` where it was published) and tells the registry actor
-to dispatch it.
+to dispatch it to this node's subscribers. What crosses nodes goes through its
+adapter (:mod:`.adapter`): ``broadcast`` and ``broadcast_from`` publish to the
+other nodes too, ``local_broadcast*`` never do, and what other nodes publish
+comes back through the adapter's callback into the same registry.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import os
-import socket as _stdlib_socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from .._redact import preview
-from ..errors import BroadcastError, ChannelTimeout
+from ..errors import BroadcastError, ChannelTimeout, ConfigurationError
 from ..message import Broadcast
 from ..serializers.base import encode_payload
+from .adapter import EmbeddedAdapter, PubSubAdapter
 from .registry import Dispatch, Registry, Stats, Subscribe, Subscriber, Unsubscribe, UnsubscribeAll
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["PubSub", "Subscriber"]
+__all__ = ["EmbeddedAdapter", "PubSub", "PubSubAdapter", "Subscriber"]
 
 logger = logging.getLogger("channels_actor.pubsub")
 
-_node_counter = itertools.count(1)
+#: How long ``start`` waits for what it undoes: the adapter of a registry that
+#: died, the registry of an adapter that failed to start.
+_UNDO_TIMEOUT = 5.0
 
 
 class PubSub:
-    """Topic subscriptions and broadcasts for one endpoint (this node only).
+    """Topic subscriptions and broadcasts for one endpoint, across the nodes of its adapter.
 
     Args:
         node_name: this node's name, unique in a cluster; defaults to
-            ``<hostname>-<pid>-<n>``.
+            ``<hostname>-<pid>-<n>``. Only without ``adapter`` (which names the
+            node itself).
+        adapter: how broadcasts reach other nodes (:class:`PubSubAdapter`);
+            defaults to the single-node :class:`EmbeddedAdapter`.
+
+    Raises:
+        ConfigurationError: both ``node_name`` and ``adapter`` are given.
     """
 
-    def __init__(self, node_name: str | None = None) -> None:
-        self.node_name = node_name or (
-            f"{_stdlib_socket.gethostname()}-{os.getpid()}-{next(_node_counter)}"
-        )
+    def __init__(
+        self, node_name: str | None = None, *, adapter: PubSubAdapter | None = None
+    ) -> None:
+        if adapter is None:
+            adapter = EmbeddedAdapter(node_name)
+        elif node_name is not None:
+            msg = (
+                f"PubSub(node_name={node_name!r}, adapter={adapter!r}): the adapter names "
+                "the node; give the name to the adapter and leave out node_name"
+            )
+            raise ConfigurationError(msg)
+        self._adapter: PubSubAdapter = adapter
         self._registry: pykka.ActorRef[Registry] | None = None
         #: Encoded payloads larger than this raise BroadcastError (None: no limit);
         #: the endpoint sets its ``max_frame_size``.
-        #: payload bytes a broadcast may have (the endpoint sets its max_frame_size)
         self.max_message_size: int | None = None
+
+    @property
+    def node_name(self) -> str:
+        """This node's name, as its adapter knows it."""
+        return self._adapter.node_name
 
     # lifecycle --------------------------------------------------------------
 
     def start(self) -> PubSub:
-        """Start the registry actor (idempotent)."""
-        if self._registry is None or not self._registry.is_alive():
-            self._registry = Registry.start()
+        """Start the registry actor, then the adapter (idempotent)."""
+        registry = self._registry
+        if registry is not None and registry.is_alive():
+            return self
+        if registry is not None:
+            self._adapter.stop(_UNDO_TIMEOUT)  # the registry died: start both afresh
+        self._registry = registry = Registry.start()
+        try:
+            self._adapter.start(self._forward_to_local)
+        except BaseException:
+            self._registry = None
+            registry.stop(block=True, timeout=_UNDO_TIMEOUT)
+            raise
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the registry actor after it has handled what it was told (idempotent)."""
-        registry, self._registry = self._registry, None
-        if registry is not None and registry.is_alive():
+        """Stop the adapter, then the registry after it has handled what it was told.
+
+        Idempotent. The adapter stops first so that nothing arrives from other
+        nodes for a registry that has gone.
+        """
+        registry = self._registry
+        if registry is None:
+            return
+        self._adapter.stop(timeout)
+        self._registry = None
+        if registry.is_alive():
             try:
                 registry.stop(block=True, timeout=timeout)
             except pykka.Timeout:
@@ -118,37 +157,56 @@ class PubSub:
 
     def broadcast(self, topic: str, event: str, message: Mapping[str, Any] | bytes) -> None:
         """Send to every subscriber of ``topic`` (on every node)."""
-        self._publish(topic, event, message, None)
+        self._publish(topic, event, message, None, True)
 
     def broadcast_from(
         self, from_key: Any, topic: str, event: str, message: Mapping[str, Any] | bytes
     ) -> None:
-        """Send to every subscriber of ``topic`` except the one subscribed as ``from_key``."""
-        self._publish(topic, event, message, from_key)
+        """Send to every subscriber of ``topic`` except the one subscribed as ``from_key``.
+
+        The sender is subscribed on this node; other nodes deliver to all of theirs.
+        """
+        self._publish(topic, event, message, from_key, True)
 
     def local_broadcast(self, topic: str, event: str, message: Mapping[str, Any] | bytes) -> None:
         """Send to the subscribers of ``topic`` on this node only."""
-        self._publish(topic, event, message, None)
+        self._publish(topic, event, message, None, False)
 
     def local_broadcast_from(
         self, from_key: Any, topic: str, event: str, message: Mapping[str, Any] | bytes
     ) -> None:
         """Send to this node's subscribers of ``topic`` except ``from_key``."""
-        self._publish(topic, event, message, from_key)
+        self._publish(topic, event, message, from_key, False)
 
     def direct_broadcast(
         self, node_name: str, topic: str, event: str, message: Mapping[str, Any] | bytes
     ) -> None:
-        """Send to the subscribers of ``topic`` on the node named ``node_name``."""
-        if node_name != self.node_name:
-            msg = (
-                f"direct_broadcast to node {node_name!r}: this PubSub has no cluster adapter "
-                f"and knows only its own node {self.node_name!r}"
-            )
-            raise BroadcastError(msg)
-        self._publish(topic, event, message, None)
+        """Send to the subscribers of ``topic`` on the node named ``node_name``.
 
-    def _publish(self, topic: str, event: str, message: Any, from_key: Any) -> None:
+        This node's own name dispatches locally; another goes through the adapter
+        (the embedded one knows no other node and raises :class:`BroadcastError`).
+        """
+        if node_name == self._adapter.node_name:
+            self._publish(topic, event, message, None, False)
+        else:
+            self._adapter.direct_broadcast(node_name, self._prepare(topic, event, message))
+
+    def _publish(
+        self, topic: str, event: str, message: Any, from_key: Any, to_cluster: bool
+    ) -> None:
+        """Check and encode here, publish to the other nodes if asked, then dispatch locally."""
+        item = self._prepare(topic, event, message)
+        registry = self._registry or self._ref()  # calls _ref() only to raise "not running"
+        if to_cluster:
+            self._adapter.broadcast(item)
+        try:
+            registry.tell(Dispatch(item, from_key))
+        except pykka.ActorDeadError:
+            msg = f"Cannot broadcast {_what(event, topic)}: the PubSub registry has stopped"
+            raise BroadcastError(msg) from None
+
+    def _prepare(self, topic: str, event: str, message: Any) -> Broadcast:
+        """Check a broadcast and encode its payload once, in the publisher's thread."""
         if not isinstance(topic, str) or not isinstance(event, str):
             msg = (
                 f"broadcast needs str topic and event, got topic={preview(topic)} "
@@ -166,12 +224,29 @@ class PubSub:
                 f"more than max_frame_size ({limit}); send it in parts"
             )
             raise BroadcastError(msg)
-        item = Broadcast(topic, event, message, None if isinstance(message, bytes) else encoded)
-        try:
-            self._ref().tell(Dispatch(item, from_key))
-        except pykka.ActorDeadError:
-            msg = f"Cannot broadcast {_what(event, topic)}: the PubSub registry has stopped"
-            raise BroadcastError(msg) from None
+        return Broadcast(topic, event, message, None if isinstance(message, bytes) else encoded)
+
+    def _forward_to_local(self, broadcast: Broadcast) -> None:
+        """Dispatch a broadcast from another node to this node's subscribers (any thread).
+
+        The adapter's ``deliver`` callback. It is only a ``tell``, so it is safe
+        from any thread and keeps each node's publish order. The size limit is
+        not checked again: the origin node checked it where the publisher could
+        be told, and here nobody could be, only the message dropped.
+        """
+        registry = self._registry
+        if registry is not None:
+            try:
+                registry.tell(Dispatch(broadcast, None))
+                return
+            except pykka.ActorDeadError:
+                pass  # stopped meanwhile
+        logger.warning(
+            "%r delivered %s on %s to a stopped PubSub; dropped",
+            self._adapter,
+            preview(broadcast.event),
+            preview(broadcast.topic),
+        )
 
 
 def _what(event: str, topic: str) -> str:
