@@ -62,6 +62,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "_pool",
             "_messages",
+            "pubsub.adapter",
             "pubsub.registry",
             "pubsub",
             "supervisor",
