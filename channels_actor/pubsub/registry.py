@@ -163,6 +163,8 @@ class Registry(ServiceActor):
 
         def grow(run: Run[Subscriber]) -> bool:
             nonlocal rest
+            if inbox.empty():  # the usual case, checked many times a sweep: keep it cheap
+                return True
             more: list[Dispatch] = []
             rest = _take_dispatches(inbox, more, BATCH - len(run), run.topic)
             run.extend(more)
