@@ -283,3 +283,36 @@ def test_unsubscribed_and_resubscribed_members_leave_no_trace(pubsub: PubSub) ->
     assert a.frames == [] and len(b.frames) == 1
     pubsub.unsubscribe("room", b)
     assert pubsub.stats() == (0, 0)
+
+
+def test_sweeps_ended_by_another_topic_over_and_over_keep_the_registry_alive(
+    pubsub: PubSub,
+) -> None:
+    """Each sweep's first write publishes on the other topic, which ends the sweep
+    and starts the next batch: a long chain of them is handled in a loop, in order
+    (handled by nesting, a chain of a few hundred exhausted the stack)."""
+    rounds = 1000
+    done = threading.Event()
+    sent = [0]
+
+    def publish_on_the_other(connection: Recorder) -> None:
+        sent[0] += 1
+        if sent[0] < rounds:
+            other = "t2" if connection.name.startswith("t1") else "t1"
+            pubsub.broadcast(other, "msg", {"n": sent[0]})
+        else:
+            done.set()
+
+    groups = {}
+    for topic in ("t1", "t2"):
+        groups[topic] = [Recorder(f"{topic}-first", publish_on_the_other)]
+        groups[topic] += [Recorder(f"{topic}-{i}") for i in range(1, registry_module.SWEEP_CHECK)]
+        for connection in groups[topic]:
+            pubsub.subscribe(topic, connection_sub(connection))
+    pubsub.broadcast("t1", "msg", {"n": 0})
+    assert done.wait(WAIT)
+    assert pubsub.stats() == (2, 2 * registry_module.SWEEP_CHECK)
+    for topic, parity in (("t1", 0), ("t2", 1)):
+        expected = [("msg", {"n": n}) for n in range(parity, rounds, 2)]
+        for connection in groups[topic]:
+            assert decoded(connection.frames) == expected, connection
