@@ -63,6 +63,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_pool",
             "_messages",
             "pubsub.adapter",
+            "pubsub.fanout",
             "pubsub.registry",
             "pubsub",
             "supervisor",
