@@ -167,11 +167,6 @@ class ChannelServer:
         self._subscribed = False
         self._exited = False
 
-    @property
-    def socket(self) -> Socket:
-        """The channel's current socket value."""
-        return self._socket
-
     # mailbox ------------------------------------------------------------------
 
     def receive(self, message: Any) -> Any:

@@ -34,10 +34,9 @@ if TYPE_CHECKING:
     from .serializers import Serializer
     from .server import Server
     from .transports.base import Transport
+    from .transports.served import WSGIApp
 
 __all__ = ["Endpoint", "Mount", "Refused"]
-
-WSGIApp = Callable[[dict[str, Any], Any], Any]
 
 
 # The library's threads are daemons so that a forgotten stop() cannot hang the

@@ -8,10 +8,10 @@ callback, the accepted forms and the value received.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple, Union
 
 from ._redact import preview
+from ._types import Payload
 from .errors import CallbackReturnError
 from .message import is_payload
 from .socket import Socket
@@ -28,7 +28,6 @@ __all__ = [
     "normalize_reply",
 ]
 
-Payload = Union[Mapping[str, Any], bytes]
 ReplyT = Union[str, tuple[str, Payload]]
 
 JoinResult = Union[

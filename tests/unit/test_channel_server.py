@@ -156,7 +156,7 @@ def test_pushes_run_in_order_and_reply(s: Server) -> None:
 def test_intercepted_broadcast_reaches_handle_out(s: Server) -> None:
     s.join()
     s.server.receive(DispatchOut(Broadcast("room:1", "shout", {"a": 1}, b'{"a":1}')))
-    assert s.server.socket.assigns["last_out"] == {"a": 1}
+    assert s.server.receive(GetSocket()).assigns["last_out"] == {"a": 1}
 
 
 def test_leave_replies_closes_and_ends_exactly_once(s: Server) -> None:
