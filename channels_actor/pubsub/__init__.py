@@ -73,6 +73,15 @@ class PubSub:
         """This node's name, as its adapter knows it."""
         return self._adapter.node_name
 
+    @property
+    def single_node(self) -> bool:
+        """True when broadcasts reach this process only (the embedded adapter).
+
+        Deployments with several processes (``channels-actor serve --workers``,
+        ``gunicorn -w``) need a cluster adapter, such as ``RedisPubSub``'s.
+        """
+        return isinstance(self._adapter, EmbeddedAdapter)
+
     # lifecycle --------------------------------------------------------------
 
     def start(self) -> PubSub:
