@@ -56,6 +56,8 @@ class WebSocketService:
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._started = False
+        #: set while stop() runs: an upgrade decided meanwhile is refused (503)
+        self._stopping = False
         #: bytes held in unfinished messages, bounded by max_incomplete_bytes
         self.incomplete = IncompleteMessages(
             endpoint.config.max_incomplete_bytes, endpoint.counters
@@ -96,24 +98,37 @@ class WebSocketService:
             if not self._started:
                 return
             self._started = False
+            self._stopping = True
             listeners, self._listeners = self._listeners, []
-            transports = list(self._transports)
+            transports = set(self._transports)
             requests, self._requests = self._requests, None
         if requests is not None:
             requests.close()
         for listener in listeners:
             listener.close()
-        for transport in transports:
-            transport.shutdown()
         deadline = time.monotonic() + timeout
-        for transport in transports:
-            if not transport.closed_event.wait(max(0.0, deadline - time.monotonic())):
-                transport.release_soon()
+        self._close_all(transports, deadline)
         if requests is not None:
             requests.shutdown()
+        # an upgrade that was past its check when the stop began has finished now
+        # (the handshake threads are joined): close what it opened too
+        with self._lock:
+            late = self._transports - transports
+        self._close_all(late, deadline)
         self.reactor.stop(timeout)
         self.reactor = Reactor()
         self.flow = self._flow_control()
+        with self._lock:
+            self._stopping = False
+
+    @staticmethod
+    def _close_all(transports: set[WebSocketTransport], deadline: float) -> None:
+        """Close each with 1012; release at ``deadline`` those that have not finished."""
+        for transport in transports:
+            transport.shutdown()
+        for transport in transports:
+            if not transport.closed_event.wait(max(0.0, deadline - time.monotonic())):
+                transport.release_soon()
 
     def _flow_control(self) -> FlowControl:
         config = self.endpoint.config
@@ -164,6 +179,9 @@ class WebSocketService:
         decision = decide_upgrade(self.endpoint, mount, request)
         if not isinstance(decision, Accepted):
             return decision
+        with self._lock:
+            if self._stopping:
+                return Rejected(503, "The server is stopping: connect again in a moment")
         config = self.endpoint.config
         if sock.gettimeout() is not None:
             sock.settimeout(None)  # a socket from a WSGI server
