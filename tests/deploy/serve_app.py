@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
-from channels_actor import Channel, Endpoint, Socket, SocketHandler, broadcast
+from channels_actor import Channel, Endpoint, RedisPubSub, Socket, SocketHandler, broadcast
 
 #: Never set: a thread waiting on it keeps a worker's interpreter from exiting.
 _NEVER = threading.Event()
@@ -40,7 +40,7 @@ class RoomChannel(Channel):
 
 
 class UserSocket(SocketHandler):
-    channels = {"rooms:*": RoomChannel}
+    channels: ClassVar = {"rooms:*": RoomChannel}
 
 
 def build(**options: Any) -> Endpoint:
@@ -51,6 +51,11 @@ def build(**options: Any) -> Endpoint:
 
 endpoint = build()
 wsgi = endpoint.wsgi_app  # what gunicorn would be given; serve wants the Endpoint
+
+
+def redis_endpoint() -> Endpoint:
+    """A node of the cluster on the Redis that ``SERVE_TEST_REDIS_URL`` names."""
+    return build(pubsub=RedisPubSub(os.environ["SERVE_TEST_REDIS_URL"]))
 
 
 def fails_in_workers() -> Endpoint:

@@ -27,6 +27,7 @@ import pytest
 from channels_actor.errors import ConfigurationError
 from channels_actor.serving.loading import load_endpoint
 from channels_actor.serving.supervision import MAX_START_FAILURES
+from tests.cluster.redis_server import RedisServer, require_redis_server
 from tests.deploy import serve_app
 from tests.integration.wsclient import Client
 
@@ -38,16 +39,25 @@ CLOSED = "('shutdown', 'closed')"
 class Serve:
     """One ``channels-actor serve`` process, its log read line by line on a thread."""
 
-    def __init__(self, args: tuple[str, ...], record: Path, console_script: bool = False) -> None:
+    def __init__(
+        self,
+        args: tuple[str, ...],
+        record: Path,
+        console_script: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         if console_script:
             found = shutil.which("channels-actor", path=os.path.dirname(sys.executable))
             assert found, "the channels-actor console script is not installed (pip install -e .)"
             command = [found, "serve"]
         else:
             command = [sys.executable, "-m", "channels_actor", "serve"]
-        env = {**os.environ, "SERVE_TEST_RECORD": str(record)}
         self.proc = subprocess.Popen(
-            [*command, "--port", "0", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+            [*command, "--port", "0", *args],
+            cwd=ROOT,
+            env={**os.environ, "SERVE_TEST_RECORD": str(record), **(env or {})},
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.log: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -71,7 +81,9 @@ class Serve:
             except queue.Empty:
                 raise AssertionError(f"no line matching {pattern!r} in {timeout}s:\n{self.text}")
             if line is None:
-                raise AssertionError(f"serve ended before a line matching {pattern!r}:\n{self.text}")
+                raise AssertionError(
+                    f"serve ended before a line matching {pattern!r}:\n{self.text}"
+                )
             found = re.search(pattern, line)
             if found:
                 return found
@@ -107,17 +119,21 @@ class Serve:
             self.proc.stderr.close()
 
 
+Starter = Callable[..., "Serve"]
+Connector = Callable[[int], Client]
+
+
 @pytest.fixture
 def record(tmp_path: Path) -> Path:
     return tmp_path / "record.txt"
 
 
 @pytest.fixture
-def serve(record: Path) -> Iterator[Callable[..., Serve]]:
+def serve(record: Path) -> Iterator[Starter]:
     started: list[Serve] = []
 
-    def start(*args: str, console_script: bool = False) -> Serve:
-        server = Serve(args, record, console_script)
+    def start(*args: str, console_script: bool = False, env: dict[str, str] | None = None) -> Serve:
+        server = Serve(args, record, console_script, env)
         started.append(server)
         return server
 
@@ -127,7 +143,7 @@ def serve(record: Path) -> Iterator[Callable[..., Serve]]:
 
 
 @pytest.fixture
-def clients() -> Iterator[Callable[[int], Client]]:
+def clients() -> Iterator[Connector]:
     opened: list[Client] = []
 
     def connect(port: int) -> Client:
@@ -138,6 +154,16 @@ def clients() -> Iterator[Callable[[int], Client]]:
     yield connect
     for client in opened:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = RedisServer(require_redis_server())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 def records(record: Path) -> list[str]:
@@ -165,7 +191,7 @@ def joined_pid(client: Client, topic: str) -> int:
 # one worker ------------------------------------------------------------------------
 
 
-def test_one_worker_serves_a_websocket_client(serve, clients) -> None:
+def test_one_worker_serves_a_websocket_client(serve: Starter, clients: Connector) -> None:
     server = serve(f"{APP}:endpoint", console_script=True)
     port = server.started()
     client = clients(port)
@@ -177,7 +203,9 @@ def test_one_worker_serves_a_websocket_client(serve, clients) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stop_signal_drains_the_worker(serve, clients, record, signum) -> None:
+def test_a_stop_signal_drains_the_worker(
+    serve: Starter, clients: Connector, record: Path, signum: signal.Signals
+) -> None:
     server = serve(f"{APP}:endpoint")
     port = server.started()
     client = clients(port)
@@ -189,7 +217,9 @@ def test_a_stop_signal_drains_the_worker(serve, clients, record, signum) -> None
     assert f"Worker 1 (pid {pid}) stopped" in server.text
 
 
-def test_a_worker_still_alive_after_the_grace_is_killed(serve, clients, record) -> None:
+def test_a_worker_still_alive_after_the_grace_is_killed(
+    serve: Starter, clients: Connector, record: Path
+) -> None:
     server = serve(f"{APP}:endpoint", "--grace", "1")
     client = clients(server.started())
     pid = joined_pid(client, "rooms:hang")  # drains, then a thread keeps it from exiting
@@ -200,7 +230,9 @@ def test_a_worker_still_alive_after_the_grace_is_killed(serve, clients, record) 
     assert f"terminate {pid} rooms:hang {CLOSED}" in records(record)
 
 
-def test_a_killed_worker_is_restarted_and_the_port_serves_again(serve, clients) -> None:
+def test_a_killed_worker_is_restarted_and_the_port_serves_again(
+    serve: Starter, clients: Connector
+) -> None:
     server = serve(f"{APP}:endpoint")
     port = server.started()
     first = server.workers[1]
@@ -213,7 +245,7 @@ def test_a_killed_worker_is_restarted_and_the_port_serves_again(serve, clients) 
     assert server.wait() == 0
 
 
-def test_workers_that_fail_as_they_start_are_given_up(serve) -> None:
+def test_workers_that_fail_as_they_start_are_given_up(serve: Starter) -> None:
     server = serve(f"{APP}:fails_in_workers")
     assert server.wait(30) == 1
     assert server.text.count("could not start") == MAX_START_FAILURES
@@ -223,7 +255,9 @@ def test_workers_that_fail_as_they_start_are_given_up(serve) -> None:
     assert f"Worker 1 failed to start {MAX_START_FAILURES} times in a row" in server.text
 
 
-def test_a_worker_whose_parent_dies_drains_and_exits(serve, clients, record) -> None:
+def test_a_worker_whose_parent_dies_drains_and_exits(
+    serve: Starter, clients: Connector, record: Path
+) -> None:
     server = serve(f"{APP}:endpoint")
     client = clients(server.started())
     pid = joined_pid(client, "rooms:orphan")
@@ -233,10 +267,55 @@ def test_a_worker_whose_parent_dies_drains_and_exits(serve, clients, record) -> 
     assert f"terminate {pid} rooms:orphan {CLOSED}" in records(record)
 
 
+# several workers ---------------------------------------------------------------------
+
+
+def receive(client: Client, count: int) -> list[object]:
+    return [client.recv(timeout=5) for _ in range(count)]
+
+
+def test_two_workers_on_redis_share_broadcasts_and_both_drain(
+    serve: Starter, clients: Connector, record: Path, redis_url: str
+) -> None:
+    server = serve(
+        f"{APP}:redis_endpoint()", "--workers", "2", env={"SERVE_TEST_REDIS_URL": redis_url}
+    )
+    port = server.started(workers=2)
+    on: dict[int, Client] = {}  # worker pid -> a client it serves
+    for attempt in range(64):  # the kernel spreads connections by a hash of their ports
+        client = clients(port)
+        pid = joined_pid(client, f"rooms:probe{attempt}")
+        if pid in on:
+            client.close()
+            continue
+        on[pid] = client
+        assert joined_pid(client, "rooms:both") == pid
+        if len(on) == 2:
+            break
+    assert sorted(on) == sorted(server.workers.values()), "both workers serve clients"
+    (first, a), (second, b) = sorted(on.items())
+
+    a.send(["1", "5", "rooms:both", "shout", {"n": 1}])
+    assert [None, None, "rooms:both", "shout", {"n": 1, "from": first}] in receive(a, 2)
+    assert b.recv(timeout=5) == [None, None, "rooms:both", "shout", {"n": 1, "from": first}]
+    b.send(["1", "5", "rooms:both", "shout", {"n": 2}])
+    assert [None, None, "rooms:both", "shout", {"n": 2, "from": second}] in receive(b, 2)
+    assert a.recv(timeout=5) == [None, None, "rooms:both", "shout", {"n": 2, "from": second}]
+
+    server.proc.send_signal(signal.SIGTERM)
+    assert a.wait_closed(timeout=10) == 1012
+    assert b.wait_closed(timeout=10) == 1012
+    assert server.wait() == 0
+    done = records(record)
+    for pid in (first, second):
+        assert f"terminate {pid} rooms:both {CLOSED}" in done
+        assert re.search(rf"Worker \d \(pid {pid}\) stopped", server.text)
+
+
 # what cannot be served ----------------------------------------------------------------
 
 
-def test_several_workers_need_a_cluster_pubsub(serve) -> None:
+def test_several_workers_need_a_cluster_pubsub(serve: Starter) -> None:
     server = serve(f"{APP}:endpoint", "--workers", "2")
     assert server.wait() == 2
     assert "--workers 2 needs a PubSub that crosses processes" in server.text
@@ -244,7 +323,7 @@ def test_several_workers_need_a_cluster_pubsub(serve) -> None:
     assert "Started Worker" not in server.text
 
 
-def test_an_app_that_cannot_be_loaded_exits_2_before_any_worker(serve) -> None:
+def test_an_app_that_cannot_be_loaded_exits_2_before_any_worker(serve: Starter) -> None:
     server = serve("tests.deploy.not_there:endpoint", "--workers", "2")
     assert server.wait() == 2
     assert "No module named 'tests.deploy.not_there'" in server.text
