@@ -9,8 +9,8 @@ itself: each worker is a fresh interpreter (see :mod:`.worker`).
 
 The parent also holds the port: it binds it with ``SO_REUSEPORT`` and never
 listens, so the kernel hands connections to the workers only, ``--port 0``
-picks one port for them all, and no other program takes it while a worker
-restarts.
+picks one port for them all, and a port in use is reported before any
+worker starts.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ and writes a line per ``terminate`` (``serve_app.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -115,8 +116,13 @@ class Serve:
             self.proc.kill()  # its workers see their control socket close and drain
             self.proc.wait()
         self._reader.join(15)  # the workers hold the log pipe until they exit
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self._reader.is_alive():  # a worker that did not: nothing outlives the test
+            for pid in self.workers.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self._reader.join(5)
+        if self.proc.stderr is not None and not self._reader.is_alive():
+            self.proc.stderr.close()  # (closing it under the reader would block on its lock)
 
 
 Starter = Callable[..., "Serve"]
