@@ -245,7 +245,8 @@ class WorkerSupervisor:
                 worker.process.send_signal(forward)
             except ProcessLookupError:
                 pass  # it has just exited: reaped below
-        deadline = time.monotonic() + self._grace
+        began = time.monotonic()
+        deadline = began + self._grace
         clean = status == 0
         while draining and time.monotonic() < deadline:
             if self._wait(wakeup, deadline - time.monotonic()):
@@ -258,7 +259,7 @@ class WorkerSupervisor:
             logger.warning(
                 "%s was still running %.1fs after %s; killing it",
                 worker,
-                self._grace,
+                time.monotonic() - began,
                 forward.name,
             )
         if draining:

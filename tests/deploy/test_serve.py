@@ -232,8 +232,22 @@ def test_a_worker_still_alive_after_the_grace_is_killed(
     server.proc.send_signal(signal.SIGTERM)
     assert client.wait_closed(timeout=10) == 1012
     assert server.wait() == 1
-    assert f"Worker 1 (pid {pid}) was still running 1.0s after SIGTERM; killing it" in server.text
+    killed = rf"Worker 1 \(pid {pid}\) was still running 1\.\ds after SIGTERM; killing it"
+    assert re.search(killed, server.text)
     assert f"terminate {pid} rooms:hang {CLOSED}" in records(record)
+
+
+def test_a_second_stop_signal_kills_the_workers_at_once(serve: Starter, clients: Connector) -> None:
+    server = serve(f"{APP}:endpoint")  # the default grace: 30 s
+    client = clients(server.started())
+    pid = joined_pid(client, "rooms:hang")
+    server.proc.send_signal(signal.SIGTERM)
+    server.expect(r"SIGTERM: draining 1 worker")
+    assert client.wait_closed(timeout=10) == 1012
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 1
+    assert "Second stop signal: killing the workers still draining" in server.text
+    assert f"Worker 1 (pid {pid}) was still running" in server.text
 
 
 def test_a_killed_worker_is_restarted_and_the_port_serves_again(
