@@ -36,6 +36,7 @@ subscription was down never arrives.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -63,6 +64,8 @@ logger = logging.getLogger("channels_actor.pubsub.redis")
 _PUBLISH = "publish"
 _RECEIVE = "receive"
 _STOP = object()
+#: Wakes the publisher to check Redis when the receiver lost it.
+_WAKE = object()
 
 #: Records written per pipeline at most: enough to amortize a round trip,
 #: few enough that one failure loses little.
@@ -319,6 +322,11 @@ class RedisAdapter:
         renew_every = self._name_ttl_ms / 3000
         next_renew = time.monotonic() + renew_every
         while True:
+            # in an outage, whoever saw it (this thread, start, direct_broadcast)
+            if _PUBLISH in self._down:
+                if not self._reconnect(_PUBLISH, self._reclaim, self._stop_requested):
+                    return
+                next_renew = time.monotonic() + renew_every
             try:
                 first = self._pending.get(timeout=max(0.0, next_renew - time.monotonic()))
             except queue.Empty:
@@ -330,7 +338,7 @@ class RedisAdapter:
                 except queue.Empty:
                     break
             stop = any(item is _STOP for item in batch)
-            records = [item for item in batch if item is not _STOP]
+            records = [item for item in batch if item is not _STOP and item is not _WAKE]
             try:
                 if records:
                     self._publish(records)
@@ -342,11 +350,10 @@ class RedisAdapter:
                     self._client.publish(self._channel, wire.encode_control(self._node_name))
                     return
             except _Errors as exc:
+                self._fail(_PUBLISH, exc)  # first, so that no broadcast is queued after the drain
                 self._lose(len(records) + self._drain_pending())
-                self._fail(_PUBLISH, exc)
-                if stop or not self._reconnect(_PUBLISH, self._reclaim, self._stop_requested):
+                if stop:
                     return
-                next_renew = time.monotonic() + renew_every
 
     def _publish(self, records: list[bytes]) -> None:
         if len(records) == 1:
@@ -365,6 +372,8 @@ class RedisAdapter:
                 item = self._pending.get_nowait()
             except queue.Empty:
                 return dropped
+            if item is _WAKE:
+                continue
             if item is not _STOP:
                 dropped += 1
             elif keep_stop:
@@ -449,10 +458,10 @@ class RedisAdapter:
                 self._malformed_logged_at = now
         if due:
             logger.warning(
-                "Dropped a record of %d bytes on %s that is not a broadcast of ours (%s); "
+                "%r dropped a record of %d bytes that is not a broadcast of ours (%s); "
                 "%d so far. Is another program publishing on channel %r?",
+                self,
                 size,
-                self._where,
                 preview(str(exc)),
                 count,
                 self._channel.decode(),
@@ -474,13 +483,21 @@ class RedisAdapter:
         with self._lock:
             first = not self._down
             self._down.add(side)
+            # the subscription lost Redis: refuse broadcasts until the publisher
+            # has checked its own connection (it wakes for that)
+            wake = side == _RECEIVE and _PUBLISH not in self._down
+            self._down.add(_PUBLISH)
             if first:
                 self._outage_since = time.monotonic()
                 self._outage_refused = 0
                 self._counts["outages"] += 1
+        if wake:
+            with contextlib.suppress(queue.Full):
+                self._pending.put_nowait(_WAKE)
         if first:
             logger.warning(
-                "Lost %s (%s: %s): broadcasts reach this node only until it is back; reconnecting",
+                "Lost %s (%s: %s): broadcasts raise BroadcastError until it is back "
+                "(local_broadcast still works); reconnecting",
                 self._where,
                 type(exc).__name__,
                 preview(str(exc)),
