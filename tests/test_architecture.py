@@ -81,6 +81,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "transports.sockets",
             "transports.served",
             "transports.requests",
+            "transports.gunicorn",
             "transports.wsgi",
             "upgrade",
             "server",
