@@ -31,6 +31,7 @@ from .message import Broadcast as Broadcast
 from .message import Message as Message
 from .message import Reply as Reply
 from .pubsub import PubSub as PubSub
+from .pubsub.redis_adapter import RedisPubSub as RedisPubSub
 from .socket import Socket as Socket
 from .socket import assign as assign
 
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidMessageError",
     "Message",
     "PubSub",
+    "RedisPubSub",
     "Reply",
     "Socket",
     "SocketHandler",

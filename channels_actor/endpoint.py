@@ -181,8 +181,14 @@ class Endpoint:
     def stats(self) -> dict[str, float]:
         """A snapshot of the endpoint's counters: connections open now, and every drop,
         close and pause the runtime has counted since the endpoint was made (names
-        such as ``slow_consumer_closed``; a counter appears once it is non-zero)."""
+        such as ``slow_consumer_closed``; a counter appears once it is non-zero). A
+        cluster PubSub adds its own as ``pubsub_<name>``: ``pubsub_outages``, and
+        broadcasts ``pubsub_refused`` (raised to the publisher) or ``pubsub_lost``
+        (accepted, then dropped by an outage)."""
         snapshot = self.counters.snapshot()
+        for name, value in self.pubsub.adapter_stats().items():
+            if value:
+                snapshot[f"pubsub_{name}"] = value
         snapshot["connections"] = self.connection_count
         return snapshot
 

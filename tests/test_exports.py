@@ -27,6 +27,7 @@ EXPECTED_NAMES = {
     "InvalidMessageError",
     "Message",
     "PubSub",
+    "RedisPubSub",
     "Reply",
     "Socket",
     "SocketHandler",

@@ -117,6 +117,10 @@ class PubSub:
             except pykka.Timeout:
                 logger.warning("The PubSub registry did not stop within %.1fs", timeout)
 
+    def adapter_stats(self) -> Mapping[str, float]:
+        """What the adapter counted: outages, broadcasts refused or lost (empty for one node)."""
+        return self._adapter.stats()
+
     def backlog(self) -> int:
         """Messages waiting in the registry's inbox now (0 when it is not running)."""
         registry = self._registry

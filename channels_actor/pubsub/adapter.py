@@ -10,7 +10,8 @@ is only the part that crosses nodes, the shape of phoenix_pubsub's
 * ``broadcast``: publish to every *other* node;
 * ``direct_broadcast``: publish to one named node;
 * ``start(deliver)`` / ``stop``: the adapter's life, and the callback through
-  which it hands over what arrives from other nodes.
+  which it hands over what arrives from other nodes;
+* ``stats``: what it counted (outages, broadcasts lost), for ``Endpoint.stats()``.
 
 Who calls what, on which thread
 -------------------------------
@@ -55,7 +56,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket as _stdlib_socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from ..errors import BroadcastError
@@ -106,6 +107,10 @@ class PubSubAdapter(Protocol):
         """
         ...
 
+    def stats(self) -> Mapping[str, float]:
+        """Counters since the adapter was made, by name (``Endpoint.stats()`` adds ``pubsub_``)."""
+        ...
+
 
 class EmbeddedAdapter:
     """The single-node adapter: this process is the whole cluster.
@@ -143,6 +148,10 @@ class EmbeddedAdapter:
             f"and knows only its own node {self._node_name!r}"
         )
         raise BroadcastError(msg)
+
+    def stats(self) -> Mapping[str, float]:
+        """Nothing to count."""
+        return {}
 
     def __repr__(self) -> str:
         return f"<EmbeddedAdapter {self._node_name!r}>"
