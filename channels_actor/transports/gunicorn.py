@@ -55,6 +55,7 @@ __all__ = [
     "embed",
     "serving_worker",
     "warnings_for",
+    "watcher",
     "worker_kind",
 ]
 
@@ -199,6 +200,14 @@ class WorkerExit:
         if self._thread.is_alive():
             self._thread.join()
 
+    def join(self, timeout: float) -> bool:
+        """Wait for the watcher to end and its drains to finish; whether they did."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        for drain in self.drains:
+            drain.join(timeout)
+        return not self._thread.is_alive() and not any(d.is_alive() for d in self.drains)
+
     def _watch(self) -> None:
         while self.worker.alive:
             if self._closed.wait(self._interval):
@@ -251,6 +260,11 @@ def serving_worker(environ: dict[str, Any]) -> Worker | None:
             signal.getsignal(signal.SIGTERM),
         )
     return worker
+
+
+def watcher() -> WorkerExit | None:
+    """This worker's :class:`WorkerExit` (None before an endpoint was embedded)."""
+    return _exit
 
 
 def embed(endpoint: Embedded, worker: Worker) -> None:

@@ -204,10 +204,11 @@ def _say_unmatched(upgrader: Upgrader, environ: dict[str, Any]) -> None:
             return
         _unmatched.add(endpoint)
     preview = endpoint.config.redactor.preview
+    paths = [mounted.rstrip("/") + "/websocket" for mounted in sorted(endpoint.mounts)]
     logger.warning(
         "A WebSocket upgrade (SCRIPT_NAME %s, PATH_INFO %s) matches no mounted socket and "
         "was answered 404; the sockets are at %s, under the mount point or as whole paths",
         preview(environ.get("SCRIPT_NAME", "")),
         preview(environ.get("PATH_INFO", "")),
-        ", ".join(mounted.rstrip("/") + "/websocket" for mounted in sorted(endpoint.mounts)) or "(none)",
+        ", ".join(paths) or "(none)",
     )

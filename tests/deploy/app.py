@@ -3,7 +3,8 @@
 Every line the tests wait for goes to stderr: the app's log (``ready``) and,
 from each channel's ``terminate``, a ``TERMINATE`` line. With
 ``CHANNELS_ACTOR_TEST_REDIS`` set, the endpoint's PubSub is a ``RedisPubSub``
-on that URL, so every worker of one gunicorn is a node of one cluster.
+on that URL (in ``CHANNELS_ACTOR_TEST_NAMESPACE``), so every worker of one
+gunicorn is a node of one cluster.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import sys
 from typing import Any
 
-from channels_actor import Channel, Endpoint, Socket, SocketHandler, broadcast
+from channels_actor import Channel, Endpoint, RedisPubSub, Socket, SocketHandler, broadcast
 
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+logging.basicConfig(
+    level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+)
 log = logging.getLogger("tests.deploy")
 
 
@@ -38,12 +41,8 @@ class UserSocket(SocketHandler):
 
 def make_endpoint() -> Endpoint:
     url = os.environ.get("CHANNELS_ACTOR_TEST_REDIS")
-    if url:
-        from channels_actor import RedisPubSub
-
-        endpoint = Endpoint(pubsub=RedisPubSub(url))
-    else:
-        endpoint = Endpoint()
+    namespace = os.environ.get("CHANNELS_ACTOR_TEST_NAMESPACE", "channels_actor")
+    endpoint = Endpoint(pubsub=RedisPubSub(url, namespace=namespace) if url else None)
     endpoint.socket("/socket", UserSocket)
     return endpoint
 

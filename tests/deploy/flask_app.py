@@ -1,4 +1,4 @@
-"""A Flask app with the endpoint mounted the usual Flask way (``flask --app tests.deploy.flask_app run``).
+"""A Flask app with the endpoint mounted the usual Flask way (``flask --app ... run``).
 
 werkzeug's ``DispatcherMiddleware`` mounts the endpoint twice: at ``/socket``,
 the path phoenix.js is given (so ``SCRIPT_NAME`` is ``/socket`` and
