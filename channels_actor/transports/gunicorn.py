@@ -191,7 +191,7 @@ class WorkerExit:
         """Drain ``endpoint`` too; starts the watcher on first use."""
         with self._lock:
             self._endpoints.add(endpoint)
-            if not self._thread.is_alive() and not self._closed.is_set():
+            if self._thread.ident is None and not self._closed.is_set():  # never started
                 self._thread.start()
 
     def close(self) -> None:

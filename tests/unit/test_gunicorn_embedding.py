@@ -114,10 +114,10 @@ def test_the_worker_exit_drains_each_endpoint_once_the_worker_stops() -> None:
     for endpoint in endpoints:
         assert endpoint.stopped.wait(5)
         assert endpoint.timeout == 2.0  # a third of the grace, under stop_timeout
-    watch.close()
-    for drain in watch.drains:
-        drain.join(5)
+    assert watch.join(5)
     assert len(watch.drains) == 2
+    watch.add(_Endpoint())  # built after the drain: nothing more starts
+    assert watch.join(5) and len(watch.drains) == 2
 
 
 def test_closing_the_watch_ends_its_thread_without_a_drain() -> None:
