@@ -93,6 +93,10 @@ end
 return 0
 """
 
+#: How long direct_broadcast may wait to learn whether a node it has not
+#: heard of is alive.
+_CONFIRM_TIMEOUT = 0.25
+
 _Errors = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
@@ -143,6 +147,14 @@ class RedisAdapter:
             retry=Retry(NoBackoff(), 0),  # a retried pipeline would publish twice
             health_check_interval=0,
         )
+        #: for the rare question a publisher waits for (see _confirm)
+        self._probe = redis.Redis.from_url(
+            url,
+            socket_timeout=_CONFIRM_TIMEOUT,
+            socket_connect_timeout=_CONFIRM_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
         kwargs = self._client.connection_pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         self._where = f"redis {where}/{kwargs.get('db', 0)}"
@@ -167,6 +179,9 @@ class RedisAdapter:
         self._outage_refused = 0
         self._outage_lost = 0
         self._counts = {"outages": 0, "refused": 0, "lost": 0, "malformed": 0}
+        #: the other live nodes, with when each was last heard of (monotonic):
+        #: from their records, and from the names in Redis at each renewal
+        self._nodes: dict[str, float] = {}
         self._malformed_logged_at = 0.0
 
     def __repr__(self) -> str:
@@ -212,6 +227,12 @@ class RedisAdapter:
                     "give each node its own node_name (or leave it out for a unique default)"
                 )
                 raise ConfigurationError(msg)
+            try:
+                self._refresh_nodes()
+            except _Errors as exc:
+                self._fail(_PUBLISH, exc)
+        # the first record: the other nodes learn of this one at once
+        self._pending.put_nowait(wire.encode_control(self._node_name, wire.HELLO))
         subscribed = threading.Event()
         self._threads = [
             threading.Thread(
@@ -246,6 +267,7 @@ class RedisAdapter:
             logger.warning("%r did not stop within %.1fs", self, timeout)
         self._lose(self._drain_pending(keep_stop=False))
         self._client.close()
+        self._probe.close()
 
     # publishing --------------------------------------------------------------
 
@@ -260,26 +282,49 @@ class RedisAdapter:
     def direct_broadcast(self, node_name: str, broadcast: Broadcast) -> None:
         """Queue ``broadcast`` for the node named ``node_name``.
 
-        Asks Redis first whether that node is alive (one round trip on the
-        caller's thread, so keep it off hot paths).
+        Whether that node is alive is what this node knows (:meth:`nodes`),
+        so the caller never waits for Redis. A node that died without
+        stopping is known until its name expires in Redis (``name_ttl``):
+        what is sent to it meanwhile is lost, as any broadcast to a node
+        that goes down.
 
         Raises:
             BroadcastError: no live node has that name, or Redis is unreachable.
         """
         self._refuse_in_outage(broadcast)
-        try:
-            alive = self._client.exists(f"{self._namespace}:node:{node_name}")
-        except _Errors as exc:
-            self._fail(_PUBLISH, exc)
-            self._refuse_in_outage(broadcast)
-            raise  # pragma: no cover - _refuse_in_outage raised
-        if not alive:
+        if node_name not in self._nodes and not self._confirm(node_name, broadcast):
+            known = sorted(self._nodes)
+            shown = ", ".join(preview(name) for name in known[:5]) or "none"
+            more = f" and {len(known) - 5} more" if len(known) > 5 else ""
             msg = (
                 f"direct_broadcast to node {preview(node_name)}: no live node of that name "
-                f"on {self._where}"
+                f"in namespace {preview(self._namespace)} on {self._where} "
+                f"(other nodes: {shown}{more})"
             )
             raise BroadcastError(msg)
         self._enqueue(wire.ONLY_TARGET, node_name, broadcast)
+
+    def _confirm(self, node_name: str, broadcast: Broadcast) -> bool:
+        """Ask Redis whether a node not heard of yet (just started, say) is alive.
+
+        The one case where a publisher waits for Redis, and at most
+        ``_CONFIRM_TIMEOUT``: a node not known here is rare.
+        """
+        try:
+            alive = bool(self._probe.exists(f"{self._namespace}:node:{node_name}"))
+        except _Errors:
+            msg = (
+                f"Cannot direct_broadcast {_what(broadcast)} to node {preview(node_name)}: "
+                f"{self._where} did not say within {_CONFIRM_TIMEOUT}s whether it is alive"
+            )
+            raise BroadcastError(msg) from None
+        if alive:
+            self._nodes[node_name] = time.monotonic()
+        return alive
+
+    def nodes(self) -> list[str]:
+        """The names of the live nodes this node knows of, itself included, sorted."""
+        return sorted([self._node_name, *self._nodes])
 
     def _enqueue(self, route: int, target: str, broadcast: Broadcast) -> None:
         self._refuse_in_outage(broadcast)
@@ -347,7 +392,12 @@ class RedisAdapter:
                     self._keep_name()
                 if stop:
                     self._client.eval(_RELEASE, 1, self._name_key, self._token)
-                    self._client.publish(self._channel, wire.encode_control(self._node_name))
+                    self._publish(
+                        [
+                            wire.encode_control(self._node_name, wire.BYE),
+                            wire.encode_control(self._node_name, wire.WAKE),
+                        ]
+                    )
                     return
             except _Errors as exc:
                 self._fail(_PUBLISH, exc)  # first, so that no broadcast is queued after the drain
@@ -385,7 +435,26 @@ class RedisAdapter:
     def _renew_name(self) -> bool:
         return bool(self._client.eval(_RENEW, 1, self._name_key, self._token, self._name_ttl_ms))
 
+    def _refresh_nodes(self) -> None:
+        """Learn the live nodes from their names in Redis; forget those gone for a ``name_ttl``."""
+        prefix = f"{self._namespace}:node:"
+        pattern = _glob_escape(prefix) + "*"
+        found = {
+            key.decode(errors="replace")[len(prefix) :]
+            for key in self._client.scan_iter(match=pattern, count=1000)
+        }
+        found.discard(self._node_name)
+        now = time.monotonic()
+        horizon = now - self._name_ttl_ms / 1000
+        nodes = self._nodes
+        for name in found:
+            nodes[name] = now
+        for name, seen in list(nodes.items()):
+            if name not in found and seen < horizon:
+                nodes.pop(name, None)
+
     def _keep_name(self) -> None:
+        self._refresh_nodes()
         if not self._renew_name():
             logger.error(
                 "Another live node now claims the name %r on %s: messages for it may "
@@ -433,9 +502,13 @@ class RedisAdapter:
                 route == wire.ONLY_TARGET and target != self._node_name
             ):
                 return False
+            if not mine:
+                self._nodes[origin] = time.monotonic()  # heard of: alive
             record = wire.decode(data, self.max_payload)
             if record.control:
-                return True
+                if record.event == wire.BYE:
+                    self._nodes.pop(origin, None)
+                return record.event == wire.WAKE
             if record.binary:
                 deliver(Broadcast(record.topic, record.event, record.payload, None))
             else:
@@ -558,6 +631,11 @@ class RedisPubSub(PubSub):
         if self.adapter.max_payload is None:
             self.adapter.max_payload = self.max_message_size
         return super().start()
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 def _what(broadcast: Broadcast) -> str:

@@ -9,7 +9,7 @@ touches (or decompresses) the payload::
     route     1 byte   0: every node but the origin, 1: the target node only
     flags     1 byte   bit 0: the payload is binary (bytes), else JSON
                        bit 1: the payload is zlib-compressed
-                       bit 2: a control record for the origin itself (no payload)
+                       bit 2: a control record: its event says which (no payload)
     origin    2-byte length, UTF-8
     target    2-byte length, UTF-8 (empty for route 0)
     topic     4-byte length, UTF-8
@@ -28,7 +28,10 @@ from typing import NamedTuple
 
 __all__ = [
     "ALL_BUT_ORIGIN",
+    "BYE",
+    "HELLO",
     "ONLY_TARGET",
+    "WAKE",
     "Record",
     "WireError",
     "decode",
@@ -88,9 +91,18 @@ def encode(
     return _pack(route, flags, (origin, target, topic, event), payload)
 
 
-def encode_control(origin: str) -> bytes:
-    """A record only ``origin`` reads and drops: it wakes that node's receiver."""
-    return _pack(ONLY_TARGET, _CONTROL, (origin, origin, "", ""), b"")
+#: Control records: a node announces itself or leaves (to the others), or wakes
+#: its own receiver (to itself).
+HELLO = "hello"
+BYE = "bye"
+WAKE = "wake"
+
+
+def encode_control(origin: str, kind: str) -> bytes:
+    """A control record: ``HELLO`` and ``BYE`` go to the other nodes, ``WAKE`` to ``origin``."""
+    if kind == WAKE:
+        return _pack(ONLY_TARGET, _CONTROL, (origin, origin, "", kind), b"")
+    return _pack(ALL_BUT_ORIGIN, _CONTROL, (origin, "", "", kind), b"")
 
 
 def _pack(route: int, flags: int, names: tuple[str, str, str, str], payload: bytes) -> bytes:

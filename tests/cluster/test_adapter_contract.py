@@ -16,8 +16,10 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 from channels_actor.errors import BroadcastError
+from channels_actor.pubsub import wire
 from channels_actor.pubsub import EmbeddedAdapter, PubSub, PubSubAdapter, Subscriber
 from channels_actor.pubsub.redis_adapter import RedisAdapter
 from channels_actor.serializers import V2JSONSerializer
@@ -26,42 +28,71 @@ from tests.cluster.linked import TOPIC, WAIT, Connection, Inbox, LinkedAdapter, 
 MakeNode = Callable[[str], PubSub]
 
 
-def _factory(kind: str, request: pytest.FixtureRequest) -> Iterator[MakeNode]:
-    """Nodes of one cluster of ``kind``, stopped after the test."""
-    started: list[PubSub] = []
-    wire = Wire()
-    namespace = f"test-{uuid.uuid4().hex[:8]}"
-    url = request.getfixturevalue("redis_server").url if kind == "redis" else ""
+class Cluster:
+    """Makes the nodes of one cluster of ``kind``; ``settle`` waits for what is in flight."""
 
-    def make(name: str) -> PubSub:
+    def __init__(self, kind: str, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self.started: list[PubSub] = []
+        self.wire = Wire()
+        self.namespace = f"test-{uuid.uuid4().hex[:8]}"
+        self.url = request.getfixturevalue("redis_server").url if kind == "redis" else ""
+
+    def __call__(self, name: str) -> PubSub:
         adapter: PubSubAdapter
-        if kind == "linked":
-            adapter = LinkedAdapter(wire, name)
-        elif kind == "redis":
-            adapter = RedisAdapter(url, name, namespace=namespace)
+        if self.kind == "linked":
+            adapter = LinkedAdapter(self.wire, name)
+        elif self.kind == "redis":
+            adapter = RedisAdapter(self.url, name, namespace=self.namespace)
         else:
             adapter = EmbeddedAdapter(name)
         node = PubSub(adapter=adapter).start()
-        started.append(node)
+        self.started.append(node)
         return node
 
-    yield make
-    for node in started:
-        node.stop()
+    def settle(self, node: PubSub) -> None:
+        """Return once ``node`` has received what was published to it before this call.
+
+        The linked wire hands everything over at once. Redis delivers to a
+        subscriber in the order it took the PUBLISH commands, so a probe
+        published now arrives after all of it.
+        """
+        if self.kind != "redis":
+            return
+        probe = Inbox().subscribe(node, "probe:settle")
+        client = redis.Redis.from_url(self.url)
+        try:
+            record = wire.encode(wire.ALL_BUT_ORIGIN, "probe", "", topic="probe:settle",
+                                 event="settled", payload=b"{}", binary=False)
+            client.publish(f"{self.namespace}:broadcasts", record)
+        finally:
+            client.close()
+        assert probe.next_event() == "settled"
+        node.unsubscribe("probe:settle", probe.key)
+
+    def stop(self) -> None:
+        for node in self.started:
+            node.stop()
+
+
+def _factory(kind: str, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    cluster = Cluster(kind, request)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(params=["linked", "redis"])
-def make_node(request: pytest.FixtureRequest) -> Iterator[MakeNode]:
+def make_node(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     yield from _factory(request.param, request)
 
 
 @pytest.fixture(params=["embedded", "linked", "redis"])
-def make_single(request: pytest.FixtureRequest) -> Iterator[MakeNode]:
+def make_single(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     yield from _factory(request.param, request)
 
 
 @pytest.fixture
-def nodes(make_node: MakeNode) -> tuple[PubSub, PubSub]:
+def nodes(make_node: Cluster) -> tuple[PubSub, PubSub]:
     return make_node("a"), make_node("b")
 
 
@@ -200,10 +231,11 @@ def _publish_many(pubsub: PubSub, name: str, count: int) -> None:
         pubsub.broadcast(TOPIC, "seq", {"from": name, "n": n})
 
 
-def test_a_node_that_left_no_longer_receives(nodes: tuple[PubSub, PubSub]) -> None:
-    a, b = nodes
+def test_a_node_that_left_no_longer_receives(make_node: Cluster) -> None:
+    a, b = make_node("a"), make_node("b")
     on_a = Inbox().subscribe(a)
     b.stop()
+    make_node.settle(a)  # its leaving has reached a
     a.broadcast(TOPIC, "after", {})  # b is gone: not an error
     assert on_a.next_event() == "after"
     with pytest.raises(BroadcastError, match="node 'b'"):

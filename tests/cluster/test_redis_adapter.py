@@ -324,3 +324,65 @@ def test_a_redis_pubsub_is_not_single_node() -> None:
     assert not RedisPubSub("redis://127.0.0.1:1/0").single_node
     assert PubSub().single_node
     assert isinstance(RedisPubSub("redis://127.0.0.1:1/0").adapter, RedisAdapter)
+
+
+# knowing the other nodes ------------------------------------------------------------
+
+
+def test_nodes_learn_of_each_other_and_of_leaving(
+    redis_server: RedisServer, namespace: str, started: list[PubSub]
+) -> None:
+    a = _node(started, redis_server.url, "a", namespace)
+    b = _node(started, redis_server.url, "b", namespace)
+    adapter_a, adapter_b = a.adapter, b.adapter  # type: ignore[attr-defined]
+    assert adapter_b.nodes() == ["a", "b"]  # a was in Redis when b started
+    on_b = Inbox().subscribe(b)
+    a.direct_broadcast("b", TOPIC, "to_b", {})  # a asks Redis if it has not heard b's hello yet
+    assert on_b.next_event() == "to_b"
+    assert adapter_a.nodes() == ["a", "b"]
+    b.stop()
+    on_a = Inbox().subscribe(a)
+    _publish_probe(redis_server, namespace)  # arrives after b's goodbye
+    assert on_a.next_event() == "probe"
+    assert "b" not in adapter_a.nodes()
+
+
+def _publish_probe(redis_server: RedisServer, namespace: str) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        record = wire.encode(wire.ALL_BUT_ORIGIN, "probe", "", topic=TOPIC, event="probe",
+                             payload=b"{}", binary=False)
+        client.publish(f"{namespace}:broadcasts", record)
+    finally:
+        client.close()
+
+
+def test_direct_broadcast_never_waits_long_for_a_frozen_redis(
+    redis_server: RedisServer, namespace: str, started: list[PubSub]
+) -> None:
+    a = _node(started, redis_server.url, "a", namespace, socket_timeout=30.0)
+    _node(started, redis_server.url, "b", namespace)
+    assert a.adapter.nodes() == ["a", "b"]  # type: ignore[attr-defined]
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        outcome: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+        def direct() -> None:
+            a.direct_broadcast("b", TOPIC, "to_b", {})  # known: queued at once
+            outcome.put("queued")
+            try:
+                a.direct_broadcast("stranger", TOPIC, "to_c", {})
+            except BroadcastError as exc:
+                outcome.put(str(exc))
+
+        thread = threading.Thread(target=direct, name="director")
+        thread.start()
+        # the socket timeout is 30 s: only the short confirmation bound lets these return
+        assert outcome.get(timeout=5) == "queued"
+        refused = outcome.get(timeout=5)
+        thread.join(WAIT)
+        assert "did not say within 0.25s whether it is alive" in refused
+    finally:
+        os.kill(pid, signal.SIGCONT)

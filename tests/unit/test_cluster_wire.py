@@ -58,8 +58,17 @@ def test_a_payload_that_does_not_shrink_crosses_as_it_is() -> None:
     assert data.endswith(payload)
 
 
-def test_a_control_record_is_addressed_to_its_origin() -> None:
-    record = wire.decode(wire.encode_control("node-1"))
+def test_control_records_say_what_they_are_and_for_whom() -> None:
+    hello = wire.decode(wire.encode_control("node-1", wire.HELLO))
+    bye = wire.decode(wire.encode_control("node-1", wire.BYE))
+    assert (hello.route, hello.origin, hello.event, hello.control) == (
+        wire.ALL_BUT_ORIGIN, "node-1", "hello", True,
+    )
+    assert (bye.route, bye.event, bye.control) == (wire.ALL_BUT_ORIGIN, "bye", True)
+
+
+def test_a_wake_record_is_addressed_to_its_origin() -> None:
+    record = wire.decode(wire.encode_control("node-1", wire.WAKE))
     assert (record.route, record.origin, record.target, record.control) == (
         wire.ONLY_TARGET, "node-1", "node-1", True,
     )
