@@ -3,7 +3,8 @@
 Every child started here is remembered until it is stopped, and
 :func:`kill_all` (called from ``finally`` blocks and at exit) kills whatever
 is left, so an error or Ctrl-C in the benchmark leaves no process behind.
-Children also exit on their own when their stdin closes.
+Children also exit on their own when their stdin closes; the redis-server of the
+cluster scenario (:class:`RedisProcess`) is killed by the same means.
 """
 
 from __future__ import annotations
@@ -11,21 +12,46 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import os
 import queue
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from benchmarks._util import PROJECT_ROOT
 
-__all__ = ["ChildError", "JsonChild", "LoadgenProcess", "ServerProcess", "kill_all"]
+__all__ = [
+    "ChildError",
+    "JsonChild",
+    "LoadgenProcess",
+    "RedisProcess",
+    "ServerProcess",
+    "kill_all",
+]
 
-_children: set[JsonChild] = set()
+
+class _Child(Protocol):
+    def stop(self, quit_line: str | None, timeout: float = 3.0) -> None: ...
+    def close_files(self) -> None: ...
+
+
+_children: set[_Child] = set()
 _children_lock = threading.Lock()
+
+
+def _spawn(child: _Child, args: list[str], **options: Any) -> subprocess.Popen[str]:
+    """Start ``args`` (stdout read as text lines); remember ``child`` for :func:`kill_all`."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, bufsize=1, **options)
+    with _children_lock:
+        _children.add(child)
+    return proc
 
 
 class ChildError(RuntimeError):
@@ -38,17 +64,13 @@ class JsonChild:
     def __init__(self, module: str, args: list[str], name: str) -> None:
         self.name = name
         self._stderr = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed in close_files)
-        self.proc = subprocess.Popen(
+        self.proc = _spawn(
+            self,
             [sys.executable, "-m", module, *args],
             cwd=PROJECT_ROOT,
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
             stderr=self._stderr,
-            text=True,
-            bufsize=1,
         )
-        with _children_lock:
-            _children.add(self)
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, name=f"{name}-stdout", daemon=True).start()
 
@@ -123,8 +145,14 @@ class JsonChild:
 class ServerProcess(JsonChild):
     """A server under test (``benchmarks.servers``); ``stats()`` reads its CPU time and RSS."""
 
-    def __init__(self, kind: str, options: list[str] | None = None, timeout: float = 60) -> None:
-        args = [kind, "--port", "0"]
+    def __init__(
+        self,
+        kind: str,
+        options: list[str] | None = None,
+        timeout: float = 60,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        args = [kind, "--port", "0", *extra_args]
         for option in options or []:
             args += ["--option", option]
         super().__init__("benchmarks.servers", args, f"server {kind}")
@@ -197,6 +225,99 @@ class LoadgenProcess(JsonChild):
                 self.command("close", 30)
         self.stop(json.dumps({"op": "quit"}))
         self.close_files()
+
+
+class RedisProcess:
+    """A ``redis-server`` of the benchmark's own on a free port of 127.0.0.1, with no
+    persistence (nothing written to disk); ``cpu_s()`` reads its CPU time from ``/proc``.
+
+    Ready once it logs that it accepts connections (its stdout is read by a thread,
+    which keeps the last lines for an error message). Killed by :meth:`stop`, by
+    :func:`kill_all` and at exit.
+    """
+
+    READY = "Ready to accept connections"
+
+    def __init__(self, timeout: float = 20.0) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            msg = "redis-server is not installed (apt-get install redis-server)"
+            raise ChildError(msg)
+        self.dir = tempfile.mkdtemp(prefix="channels_actor-bench-redis-")
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        # fmt: off
+        args = [
+            executable,
+            "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", self.dir,
+            "--daemonize", "no", "--loglevel", "notice", "--logfile", "",
+        ]
+        # fmt: on
+        self.proc = _spawn(self, args, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self._tail: deque[str] = deque(maxlen=12)
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="redis-stdout", daemon=True)
+        self._reader.start()
+        if not self._ready.wait(timeout) or self.proc.poll() is not None:
+            self.stop(None)
+            self.close_files()
+            msg = f"redis-server did not start on port {self.port}: {self.tail()}"
+            raise ChildError(msg)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self._tail.append(line.rstrip())
+                if self.READY in line:
+                    self._ready.set()
+        self._ready.set()  # it exited: the waiter checks poll()
+
+    def tail(self) -> str:
+        return " | ".join(self._tail)
+
+    def cpu_s(self) -> float | None:
+        """User + system CPU seconds of the server so far (``/proc/<pid>/stat``)."""
+        try:
+            with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
+                # fields after the command name (which may hold spaces): utime, stime
+                # are the 14th and 15th fields of the whole line
+                fields = stat.read().rpartition(")")[2].split()
+        except (OSError, ValueError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, quit_line: str | None = None, timeout: float = 3.0) -> None:
+        """SIGKILL it (nothing to save) and reap it; remove its directory."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        with _children_lock:
+            _children.discard(self)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def close_files(self) -> None:
+        """The reader closes stdout at its end of file (the server is gone by now)."""
+        self._reader.join(5.0)
+
+    def __enter__(self) -> RedisProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.close_files()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def kill_all() -> None:
