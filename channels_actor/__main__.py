@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .demo import main as demo_main
+from .serving.command import main as serve_main
 
 __all__ = ["COMMANDS", "main"]
 
@@ -33,6 +34,7 @@ def bench_main(argv: Sequence[str]) -> int:
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": demo_main,
+    "serve": serve_main,
     "bench": bench_main,
 }
 

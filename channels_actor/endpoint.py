@@ -243,17 +243,26 @@ class Endpoint:
                 self._service = WebSocketService(self)
             return self._service
 
-    def start(self, host: str = "127.0.0.1", port: int = 4000, *, backlog: int = 1024) -> Server:
+    def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 4000,
+        *,
+        backlog: int = 1024,
+        reuse_port: bool = False,
+    ) -> Server:
         """Serve the mounted sockets (and ``http_app``) on background threads.
 
         Returns the server: ``server.port`` is the real port when 0 was asked,
         ``server.url`` its address, ``server.stop()`` stops this endpoint.
+        ``reuse_port=True`` lets other processes listen on the same port
+        (``SO_REUSEPORT``), as the workers of ``channels-actor serve`` do.
         """
         if not self.mounts and self.http_app is None:
             msg = "Nothing to serve: mount a socket first with endpoint.socket('/socket', Handler)"
             raise ConfigurationError(msg)
         self.start_runtime()
-        server = self._websockets.listen(host, port, backlog)
+        server = self._websockets.listen(host, port, backlog, reuse_port=reuse_port)
         logger.info("Serving %s at %s", ", ".join(sorted(self.mounts)) or "HTTP", server.url)
         return server
 

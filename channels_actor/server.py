@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._flow import FlowControl
+from .errors import ConfigurationError
 from .transports.incomplete import IncompleteMessages
 from .transports.reactor import Reactor
 from .transports.requests import RequestReader
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from .transports.handshake import Request
     from .transports.served import ServedEndpoint
 
-__all__ = ["Listener", "Server", "WebSocketService"]
+__all__ = ["Listener", "Server", "WebSocketService", "bound_socket"]
 
 logger = logging.getLogger("channels_actor.server")
 
@@ -56,6 +57,8 @@ class WebSocketService:
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._started = False
+        #: set while stop() runs: an upgrade decided meanwhile is refused (503)
+        self._stopping = False
         #: bytes held in unfinished messages, bounded by max_incomplete_bytes
         self.incomplete = IncompleteMessages(
             endpoint.config.max_incomplete_bytes, endpoint.counters
@@ -79,12 +82,14 @@ class WebSocketService:
             # A request is closed at most a quarter of its timeout past its deadline.
             self.reactor.every(min(1.0, requests.request_timeout / 4), requests.sweep)
 
-    def listen(self, host: str, port: int, backlog: int) -> Server:
+    def listen(self, host: str, port: int, backlog: int, *, reuse_port: bool = False) -> Server:
         """Accept connections on ``host:port``; their requests go to the request reader."""
         self.start()
         requests = self._requests
         assert requests is not None
-        listener = Listener(self.reactor, host, port, backlog, requests.accepted)
+        listener = Listener(
+            self.reactor, host, port, backlog, requests.accepted, reuse_port=reuse_port
+        )
         with self._lock:
             self._listeners.append(listener)
         self.reactor.call_soon(listener.register)
@@ -96,24 +101,37 @@ class WebSocketService:
             if not self._started:
                 return
             self._started = False
+            self._stopping = True
             listeners, self._listeners = self._listeners, []
-            transports = list(self._transports)
+            transports = set(self._transports)
             requests, self._requests = self._requests, None
         if requests is not None:
             requests.close()
         for listener in listeners:
             listener.close()
-        for transport in transports:
-            transport.shutdown()
         deadline = time.monotonic() + timeout
-        for transport in transports:
-            if not transport.closed_event.wait(max(0.0, deadline - time.monotonic())):
-                transport.release_soon()
+        self._close_all(transports, deadline)
         if requests is not None:
             requests.shutdown()
+        # an upgrade that was past its check when the stop began has finished now
+        # (the handshake threads are joined): close what it opened too
+        with self._lock:
+            late = self._transports - transports
+        self._close_all(late, deadline)
         self.reactor.stop(timeout)
         self.reactor = Reactor()
         self.flow = self._flow_control()
+        with self._lock:
+            self._stopping = False
+
+    @staticmethod
+    def _close_all(transports: set[WebSocketTransport], deadline: float) -> None:
+        """Close each with 1012; release at ``deadline`` those that have not finished."""
+        for transport in transports:
+            transport.shutdown()
+        for transport in transports:
+            if not transport.closed_event.wait(max(0.0, deadline - time.monotonic())):
+                transport.release_soon()
 
     def _flow_control(self) -> FlowControl:
         config = self.endpoint.config
@@ -164,6 +182,9 @@ class WebSocketService:
         decision = decide_upgrade(self.endpoint, mount, request)
         if not isinstance(decision, Accepted):
             return decision
+        with self._lock:
+            if self._stopping:
+                return Rejected(503, "The server is stopping: connect again in a moment")
         config = self.endpoint.config
         if sock.gettimeout() is not None:
             sock.settimeout(None)  # a socket from a WSGI server
@@ -198,11 +219,37 @@ class WebSocketService:
         return transport
 
 
+def bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port``, not yet listening.
+
+    Raises:
+        ConfigurationError: ``reuse_port`` on a system without ``SO_REUSEPORT``.
+        OSError: the address cannot be bound (in use, not this host's).
+    """
+    option: int | None = getattr(socket, "SO_REUSEPORT", None)
+    if reuse_port and option is None:
+        msg = "reuse_port=True needs SO_REUSEPORT, which this system lacks (Linux and BSDs have it)"
+        raise ConfigurationError(msg)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and option is not None:
+            sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Listener:
     """A listening socket the reactor accepts on; each connection goes to ``accepted``.
 
     ``accepted(sock, address, local)`` runs on the reactor thread, with
-    ``local`` the ``(host, port)`` listened on.
+    ``local`` the ``(host, port)`` listened on. With ``reuse_port`` several
+    processes listen on one port and the kernel spreads connections among them
+    (``SO_REUSEPORT``; ``channels-actor serve --workers``).
     """
 
     def __init__(
@@ -212,18 +259,17 @@ class Listener:
         port: int,
         backlog: int,
         accepted: Callable[[socket.socket, Any, tuple[str, int]], None],
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self._reactor = reactor
         self._accepted = accepted
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener = bound_socket(host, port, reuse_port=reuse_port)
         try:
-            listener.bind((host, port))
+            listener.listen(backlog)
         except OSError:
             listener.close()
             raise
-        listener.listen(backlog)
         listener.setblocking(False)
         self._socket = listener
         self.host = host

@@ -89,7 +89,23 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("wiring", {"endpoint"}),
-    ("applications", {"testing", "demo", "demo.assets", "__main__", ""}),
+    (
+        "applications",
+        {
+            "testing",
+            "demo",
+            "demo.assets",
+            "serving",
+            "serving.logs",
+            "serving.signals",
+            "serving.loading",
+            "serving.worker",
+            "serving.supervision",
+            "serving.command",
+            "__main__",
+            "",
+        },
+    ),
 ]
 
 

@@ -74,7 +74,7 @@ METHODS = {
         "local_broadcast": "(self, topic, event, message)",
         "subscribe": "(self, topic, callback)",
         "unsubscribe": "(self, topic, callback)",
-        "start": "(self, host='127.0.0.1', port=4000, *, backlog=1024)",
+        "start": "(self, host='127.0.0.1', port=4000, *, backlog=1024, reuse_port=False)",
         "serve": "(self, host='127.0.0.1', port=4000)",
         "wsgi_app": "(self, environ, start_response)",
         "start_runtime": "(self)",

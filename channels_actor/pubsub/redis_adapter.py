@@ -496,7 +496,8 @@ class RedisAdapter:
                 self._pending.put_nowait(_WAKE)
         if first:
             logger.warning(
-                "Lost %s (%s: %s): broadcasts reach this node only until it is back; reconnecting",
+                "Lost %s (%s: %s): broadcasts raise BroadcastError until it is back "
+                "(local_broadcast still works); reconnecting",
                 self._where,
                 type(exc).__name__,
                 preview(str(exc)),

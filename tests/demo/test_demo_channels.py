@@ -436,4 +436,4 @@ def test_unknown_command_prints_usage_and_exits_2(argv: list[str],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: python -m channels_actor {demo,bench}")
+    assert err.startswith("usage: python -m channels_actor {demo,serve,bench}")
