@@ -25,6 +25,9 @@ Scenarios (default: all)
                       split between them, against one node (the plain ``fanout``) in the
                       same invocation; latency at the SAME offered rate for both (half the
                       single node's saturation); Redis CPU.
+``fanout-intercept-workers``  ``fanout-intercept`` served by ``channels-actor serve --workers 2``
+                      (Redis between the workers) against ``--workers 1`` in the same
+                      invocation, latency at the same offered rate.
 ``fanout-unpaced``    an unpaced publisher: a bounded count of broadcasts written as fast
                       as TCP allows, every client parsing every frame: lost, out of
                       order, clients closed and how, publish rate, server CPU.
@@ -40,6 +43,7 @@ Usage::
     python -m benchmarks fanout --sizes 1000 --repeat 1 --peers bare
     python -m benchmarks fanout --sizes 1000 --repeat 1 --profile /tmp/prof   # py-spy
     python -m benchmarks fanout-cluster --sizes 1000 --repeat 3   # needs redis-server
+    python -m benchmarks fanout-intercept-workers --sizes 1000 --repeat 3
 
 Results: a table on stdout (medians of the repeats, ratios to each baseline,
 targets), all raw runs in a JSON file, and a PNG plot of deliveries/s
@@ -53,7 +57,7 @@ import importlib.util
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +69,7 @@ SCENARIOS = (
     "fanout-intercept",
     "fanout-unpaced",
     "fanout-cluster",
+    "fanout-intercept-workers",
     "joins",
     "idle",
     "inprocess",
@@ -73,6 +78,12 @@ SUBJECT = "channels_actor"
 #: fanout-cluster's subject: two channels_actor nodes behind Redis. Its baseline is
 #: SUBJECT, one node with every client, run just before it in the same invocation.
 CLUSTER = "channels_actor-2nodes"
+#: fanout-intercept-workers: `channels-actor serve --workers 2` (Redis between them)
+#: against `--workers 1` (the embedded PubSub), run just before it.
+WORKERS_1 = "serve-1worker"
+WORKERS_2 = "serve-2workers"
+#: The scenarios that compare several processes with one: (baseline, subject).
+MULTI = {"fanout-cluster": (SUBJECT, CLUSTER), "fanout-intercept-workers": (WORKERS_1, WORKERS_2)}
 #: bare-batched first: the ceiling of this load generator, the ratio that matters most.
 PEERS = ("bare-batched", "bare", "socketio", "websockets")
 #: Run only when named in --peers: the pre-framed sendall loop (shown, no ratio column).
@@ -89,7 +100,7 @@ UNPACED_PEERS = ("bare-batched", "bare", "bare-sendall")
 CONNECTION_CAPS = {"socketio": 2000}
 BASELINES = PEERS  # ratio columns, in this order
 #: The ratio columns of a scenario when they are not BASELINES.
-SCENARIO_BASELINES = {"fanout-cluster": (SUBJECT,)}
+SCENARIO_BASELINES = {scenario: (baseline,) for scenario, (baseline, _) in MULTI.items()}
 
 FULL: dict[str, Any] = {
     "sizes": [100, 1000, 5000],
@@ -191,6 +202,18 @@ FANOUT_METRICS = (
     ),
 )
 
+
+def _relabeled(
+    metrics: tuple[Metric, ...], labels: dict[str, str], skip: Callable[[str], bool]
+) -> tuple[Metric, ...]:
+    """``metrics`` but those whose key ``skip`` names, with the ``labels`` given."""
+    return tuple(
+        Metric(m.key, labels.get(m.key, m.label), m.base, m.ratio, m.agg, m.phase)
+        for m in metrics
+        if not skip(m.key)
+    )
+
+
 #: fanout-cluster: the fan-out rows (server CPU: both nodes), the latency phase's offered
 #: rate (the single node's half saturation for both), Redis's CPU, each node's, and
 #: what the adapters counted as lost or refused.
@@ -201,11 +224,7 @@ _CLUSTER_LABELS = {
     "server_cpu_util": "server CPU (cores, all nodes, saturation)",
 }
 CLUSTER_METRICS = (
-    *(
-        Metric(m.key, _CLUSTER_LABELS.get(m.key, m.label), m.base, m.ratio, m.agg, m.phase)
-        for m in FANOUT_METRICS
-        if m.key != "server_threads"
-    ),
+    *_relabeled(FANOUT_METRICS, _CLUSTER_LABELS, lambda key: key == "server_threads"),
     *(
         Metric(key, label, ratio=False, phase=phase)
         for key, label, phase in (
@@ -224,6 +243,21 @@ CLUSTER_METRICS = (
     ),
     Metric("pubsub_lost", "broadcasts the adapters lost (max)", ratio=False, agg="max"),
     Metric("pubsub_refused", "broadcasts the adapters refused (max)", ratio=False, agg="max"),
+)
+
+_WORKERS_LABELS = {
+    "p50_ms": "latency p50 at 0.5x 1-worker saturation (ms)",
+    "p99_ms": "latency p99 at 0.5x 1-worker saturation (ms)",
+    "server_cpu_us_per_delivery": "server CPU us/delivery, all workers (saturation)",
+    "server_cpu_util": "server CPU (cores, all workers, saturation)",
+    "node1_cpu_util": "worker 1 CPU (cores, saturation)",
+    "node2_cpu_util": "worker 2 CPU (cores, saturation)",
+}
+#: fanout-intercept-workers: fanout-cluster's rows but the adapters' counts (the
+#: workers have no control channel to ask), and how the kernel split the clients.
+WORKERS_METRICS = (
+    *_relabeled(CLUSTER_METRICS, _WORKERS_LABELS, lambda key: key.startswith("pubsub_")),
+    Metric("busiest_worker_clients", "clients on the busiest worker (SO_REUSEPORT)", ratio=False),
 )
 
 UNPACED_METRICS = (
@@ -251,6 +285,7 @@ METRICS: dict[str, tuple[Metric, ...]] = {
     ),
     "fanout-unpaced": UNPACED_METRICS,
     "fanout-cluster": CLUSTER_METRICS,
+    "fanout-intercept-workers": WORKERS_METRICS,
     "joins": (
         Metric("conns_per_s", "new connections with a join /s"),
         Metric("connect_p99_ms", "connect+join p99 (ms)"),
@@ -366,6 +401,14 @@ TARGETS = (
     ),
     Target("fanout-cluster: nothing lost", "fanout-cluster", "lost", "<=", 0.0, system=CLUSTER),
     Target("fanout-cluster: in order", "fanout-cluster", "order_errors", "<=", 0.0, system=CLUSTER),
+    # the issue asks for the figures of serve --workers 2 against 1, no target: loss and
+    # order only
+    *(
+        Target(f"{scenario} {system}: {what}", scenario, key, "<=", 0.0, system=system)
+        for scenario in ("fanout-intercept-workers",)
+        for system in MULTI[scenario]
+        for key, what in (("lost", "nothing lost"), ("order_errors", "in order"))
+    ),
 )
 #: The targets a quick run judges: its other figures are too small to judge by.
 QUICK_JUDGED = (
@@ -385,6 +428,10 @@ SCENARIO_HELP = """scenarios:
                     clients split between them, publisher on node 1, against 1 node in
                     the same invocation (latency at the same offered rate: half the
                     single node's saturation); Redis CPU (sizes: --cluster-sizes)
+  fanout-intercept-workers
+                    fanout-intercept served by channels-actor serve --workers 2 (Redis
+                    between the workers) against --workers 1, the same way (sizes:
+                    --cluster-sizes)
   fanout-unpaced    an unpaced publisher writes a bounded count of broadcasts as fast as
                     TCP allows, every client parses every frame: lost, out of order,
                     clients closed and how, publish rate, server CPU (peers: the bare
@@ -431,8 +478,8 @@ def cluster_available() -> str | None:
 
 
 def systems_for(scenario: str, peers: Sequence[str]) -> list[str]:
-    if scenario == "fanout-cluster":
-        return [SUBJECT, CLUSTER]  # the single node first: the cluster takes its rate
+    if scenario in MULTI:
+        return list(MULTI[scenario])  # the baseline first: the subject takes its rate
     if scenario in ("fanout-intercept", "inprocess"):
         return [SUBJECT]
     if not scenario.startswith("fanout"):  # these accept and idle exactly as bare does
@@ -449,7 +496,7 @@ def sizes_for(scenario: str, config: dict[str, Any]) -> list[int]:
         return [config["joins_new"]]
     if scenario == "idle":
         return [config["idle_size"]]
-    if scenario == "fanout-cluster":
+    if scenario in MULTI:
         return list(config["cluster_sizes"])
     return list(config["sizes"])
 
@@ -492,17 +539,24 @@ def run_task(
     task: Task, params: dict[str, Any], runs: Sequence[dict[str, Any]] = ()
 ) -> dict[str, Any]:
     """One measurement; ``runs`` (those done so far) give fanout-cluster its offered rate."""
-    from benchmarks import cluster, inprocess, network
+    from benchmarks import cluster, inprocess, network, workers
 
-    if task.scenario == "fanout-cluster" and task.system == CLUSTER:
-        single = single_node_rate(task, runs)
+    if task.scenario in MULTI and task.system == MULTI[task.scenario][1]:
+        single = baseline_rate(task, runs)
         rate = None if single is None else 0.5 * single
-        metrics = network.safe(cluster.run_fanout_cluster, task.size, params, latency_rate=rate)
+        if task.scenario == "fanout-cluster":
+            metrics = network.safe(cluster.run_fanout_cluster, task.size, params, latency_rate=rate)
+        else:
+            metrics = network.safe(
+                workers.run_fanout_workers, 2, task.size, params, latency_rate=rate
+            )
         metrics["latency_rate_from"] = (
-            "half the single node's saturation"
+            f"half the saturation of {MULTI[task.scenario][0]}"
             if rate is not None
-            else "half its own saturation: no single-node figure in this repeat"
+            else "half its own saturation: no baseline figure in this repeat"
         )
+    elif task.scenario == "fanout-intercept-workers":
+        metrics = network.safe(workers.run_fanout_workers, 1, task.size, params)
     elif task.scenario in ("fanout", "fanout-cluster"):  # the latter: its single node
         metrics = network.safe(network.run_fanout, task.system, task.size, params)
     elif task.scenario == "fanout-intercept":
@@ -524,14 +578,15 @@ def run_task(
     return metrics
 
 
-def single_node_rate(task: Task, runs: Sequence[dict[str, Any]]) -> float | None:
-    """Saturation deliveries/s of the single node in ``task``'s scenario, size and repeat."""
+def baseline_rate(task: Task, runs: Sequence[dict[str, Any]]) -> float | None:
+    """Saturation deliveries/s of the one process (:data:`MULTI`) in ``task``'s scenario,
+    size and repeat."""
     for run in reversed(runs):
         if (run["scenario"], run["size"], run["repeat"], run["system"]) == (
             task.scenario,
             task.size,
             task.repeat,
-            SUBJECT,
+            MULTI[task.scenario][0],
         ):
             rate = run["metrics"].get("deliveries_per_s")
             return float(rate) if run["ok"] and rate else None
@@ -819,7 +874,7 @@ def ratio_columns(scenarios: Sequence[str]) -> list[str]:
 
 
 #: A ratio column's heading when it is not "/ <system>".
-COLUMN_LABELS = {SUBJECT: "/ 1 node"}
+COLUMN_LABELS = {SUBJECT: "/ 1 node", WORKERS_1: "/ 1 worker"}
 
 
 def _ratio_cell(value: float | None) -> str:
@@ -857,11 +912,7 @@ def print_report(
     print()
     print(
         f"channels_actor network benchmarks: sizes {config['sizes']}, "
-        + (
-            f"cluster sizes {config['cluster_sizes']}, "
-            if "fanout-cluster" in args.scenarios
-            else ""
-        )
+        + (f"cluster sizes {config['cluster_sizes']}, " if set(MULTI) & set(args.scenarios) else "")
         + f"duration {config['duration']}s (+{config['warmup']}s warm-up), "
         f"repeat {config['repeat']}, idle {config['idle_size']}, "
         f"joins {config['joins_new']} new + {config['joins_sockets']}x{config['joins_per_socket']}"
@@ -935,10 +986,10 @@ def print_report(
                 f"{busy:.2f} cores: the unpaced deliveries/s is its rate as much as the server's"
             )
     for run in runs:
-        if run["system"] != CLUSTER or not run["ok"]:
+        if run["system"] not in (CLUSTER, WORKERS_2) or not run["ok"]:
             continue
         source = run["metrics"].get("latency_rate_from")
-        if source and not source.startswith("half the single"):
+        if source and not source.startswith("half the saturation of"):
             notes.append(f"{run['label']}: latency measured at {source}")
         dropped = {
             k: run["metrics"][k] for k in ("pubsub_lost", "pubsub_refused") if run["metrics"].get(k)
@@ -959,8 +1010,9 @@ def print_report(
     print(
         "\nratios: value / the baseline's median of the same metric and size (intercept and "
         "inprocess rows compare with the baselines' fanout; fanout-cluster rows compare 2 nodes "
-        "behind Redis with 1 node of the same invocation, / 1 node, their latency at the same "
-        "offered rate); above 1 is better for rates, below 1 for latency, CPU, memory and "
+        "behind Redis with 1 node of the same invocation, / 1 node, and fanout-intercept-workers "
+        "serve --workers 2 with --workers 1, / 1 worker, their latency at the same offered "
+        "rate); above 1 is better for rates, below 1 for latency, CPU, memory and "
         "threads."
     )
 
@@ -1029,7 +1081,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
         "--cluster-sizes is given, fanout-cluster",
     )
     parser.add_argument(
-        "--cluster-sizes", help="subscribers for fanout-cluster, both nodes (1000,5000; quick 100)"
+        "--cluster-sizes",
+        help="subscribers for fanout-cluster and fanout-intercept-workers, all processes "
+        "(1000,5000; quick 100)",
     )
     parser.add_argument("--duration", type=float, help="measured seconds per phase (4)")
     parser.add_argument("--warmup", type=float, help="seconds of load before measuring (1)")
@@ -1167,7 +1221,7 @@ def check_limits(config: dict[str, Any], scenarios: Sequence[str]) -> str | None
     need = max(
         config["idle_size"] if "idle" in scenarios else 0,
         max(config["sizes"]) if fanout else 0,
-        max(config["cluster_sizes"]) if "fanout-cluster" in scenarios else 0,
+        max(config["cluster_sizes"]) if set(MULTI) & set(scenarios) else 0,
         max(config["unpaced_sizes"]) if "fanout-unpaced" in scenarios else 0,
         config["joins_new"] if "joins" in scenarios else 0,
     )
@@ -1191,8 +1245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     skipped = {p: why for p in args.peers if (why := peer_available(p)) is not None}
     peers = [p for p in args.peers if p not in skipped]
-    if "fanout-cluster" in args.scenarios and (why := cluster_available()) is not None:
-        skipped[CLUSTER] = why
+    why = cluster_available()
+    for scenario, (_, system) in MULTI.items():
+        if scenario in args.scenarios and why is not None:
+            skipped[system] = why
     params: dict[str, Any] = {
         **config,
         "concurrency": args.concurrency,
@@ -1205,8 +1261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "server_options": {SUBJECT: list(args.server_option)},
     }
     tasks = plan(args.scenarios, peers, config, config["caps"])
-    if CLUSTER in skipped:  # its single-node baseline would be measured for nothing
-        tasks = [t for t in tasks if t.scenario != "fanout-cluster"]
+    # a baseline whose subject cannot run would be measured for nothing
+    tasks = [t for t in tasks if t.scenario not in MULTI or MULTI[t.scenario][1] not in skipped]
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     progress = Progress(len(tasks), not args.no_progress)
@@ -1265,7 +1321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nwall time {wall:.1f} s; results saved to {path}; {message}")
     if args.strict:
         missed = any(c["met"] is False for c in checks)
-        failed = any(not r["ok"] for r in runs if r["system"] in (SUBJECT, CLUSTER))
+        subjects = {SUBJECT, *(system for pair in MULTI.values() for system in pair)}
+        failed = any(not r["ok"] for r in runs if r["system"] in subjects)
         return 1 if missed or failed else 0
     return 0
 

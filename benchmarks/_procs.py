@@ -4,7 +4,8 @@ Every child started here is remembered until it is stopped, and
 :func:`kill_all` (called from ``finally`` blocks and at exit) kills whatever
 is left, so an error or Ctrl-C in the benchmark leaves no process behind.
 Children also exit on their own when their stdin closes; the redis-server of the
-cluster scenario (:class:`RedisProcess`) is killed by the same means.
+cluster scenarios (:class:`RedisProcess`) and ``channels-actor serve``
+(:class:`ServeProcess`) are stopped by the same means.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import contextlib
 import json
 import os
 import queue
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -23,8 +26,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
+from benchmarks import _pidstats
 from benchmarks._util import PROJECT_ROOT
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "JsonChild",
     "LoadgenProcess",
     "RedisProcess",
+    "ServeProcess",
     "ServerProcess",
     "kill_all",
 ]
@@ -227,12 +232,67 @@ class LoadgenProcess(JsonChild):
         self.close_files()
 
 
-class RedisProcess:
+class _LoggedChild:
+    """A child that is not ours to ask, known by its log: stdout and stderr read as lines
+    by a thread, which keeps the last ones for an error message and tells
+    :meth:`_ready_after` each; ready once that says so, else stopped and an error."""
+
+    def __init__(
+        self, args: list[str], what: str, timeout: float, name: str, **options: Any
+    ) -> None:
+        self._tail: deque[str] = deque(maxlen=12)
+        self._ready = threading.Event()
+        self.proc = _spawn(
+            self, args, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, **options
+        )
+        self._reader = threading.Thread(target=self._read, name=name, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(timeout) or self.proc.poll() is not None:
+            self.stop(None)
+            self.close_files()
+            msg = f"{what} did not come up: {self.tail()}"
+            raise ChildError(msg)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _ready_after(self, line: str) -> bool:
+        """Whether the child serves, now that it logged ``line``."""
+        raise NotImplementedError
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self._tail.append(line.rstrip())
+                if self._ready_after(line):
+                    self._ready.set()
+        self._ready.set()  # it exited: the waiter checks poll()
+
+    def tail(self) -> str:
+        return " | ".join(self._tail)
+
+    def stop(self, quit_line: str | None = None, timeout: float = 3.0) -> None:
+        raise NotImplementedError
+
+    def close_files(self) -> None:
+        """The reader closes the pipe at its end of file (the child is gone by now)."""
+        self._reader.join(5.0)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.close_files()
+
+
+class RedisProcess(_LoggedChild):
     """A ``redis-server`` of the benchmark's own on a free port of 127.0.0.1, with no
     persistence (nothing written to disk); ``cpu_s()`` reads its CPU time from ``/proc``.
 
-    Ready once it logs that it accepts connections (its stdout is read by a thread,
-    which keeps the last lines for an error message). Killed by :meth:`stop`, by
+    Ready once it logs that it accepts connections. Killed by :meth:`stop`, by
     :func:`kill_all` and at exit.
     """
 
@@ -254,43 +314,14 @@ class RedisProcess:
             "--daemonize", "no", "--loglevel", "notice", "--logfile", "",
         ]
         # fmt: on
-        self.proc = _spawn(self, args, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        self._tail: deque[str] = deque(maxlen=12)
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, name="redis-stdout", daemon=True)
-        self._reader.start()
-        if not self._ready.wait(timeout) or self.proc.poll() is not None:
-            self.stop(None)
-            self.close_files()
-            msg = f"redis-server did not start on port {self.port}: {self.tail()}"
-            raise ChildError(msg)
+        super().__init__(args, f"redis-server on port {self.port}", timeout, "redis-log")
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with self.proc.stdout:
-            for line in self.proc.stdout:
-                self._tail.append(line.rstrip())
-                if self.READY in line:
-                    self._ready.set()
-        self._ready.set()  # it exited: the waiter checks poll()
-
-    def tail(self) -> str:
-        return " | ".join(self._tail)
+    def _ready_after(self, line: str) -> bool:
+        return self.READY in line
 
     def cpu_s(self) -> float | None:
         """User + system CPU seconds of the server so far (``/proc/<pid>/stat``)."""
-        try:
-            with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
-                # fields after the command name (which may hold spaces): utime, stime
-                # are the 14th and 15th fields of the whole line
-                fields = stat.read().rpartition(")")[2].split()
-        except (OSError, ValueError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _pidstats.cpu_s(self.pid)
 
     def stop(self, quit_line: str | None = None, timeout: float = 3.0) -> None:
         """SIGKILL it (nothing to save) and reap it; remove its directory."""
@@ -302,16 +333,79 @@ class RedisProcess:
             _children.discard(self)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def close_files(self) -> None:
-        """The reader closes stdout at its end of file (the server is gone by now)."""
-        self._reader.join(5.0)
 
-    def __enter__(self) -> RedisProcess:
-        return self
+class ServeProcess(_LoggedChild):
+    """``channels-actor serve APP --workers N`` on a free port of 127.0.0.1.
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self.close_files()
+    Ready once its log gave the port and every worker's ``Worker i (pid P) is
+    serving``: the pids whose CPU the benchmark reads from ``/proc``. :meth:`stop`
+    sends SIGTERM (the workers drain) and kills whatever still runs after ``grace``.
+    """
+
+    PORT = re.compile(r" at http://[^ ]+:(\d+) with ")
+    SERVING = re.compile(r"Worker (\d+) \(pid (\d+)\) is serving")
+
+    def __init__(
+        self,
+        app: str,
+        workers: int,
+        env: dict[str, str] | None = None,
+        grace: float = 5.0,
+        timeout: float = 60.0,
+    ) -> None:
+        self.kind = "channels_actor"  # what the load generator speaks to it
+        self.workers = workers
+        self.grace = grace
+        self.port = 0
+        self.worker_pids: dict[int, int] = {}  # worker index -> pid, as logged
+        self.restarts = 0  # workers that started again after the first of their slot
+        # fmt: off
+        args = [
+            sys.executable, "-m", "channels_actor", "serve", app,
+            "--host", "127.0.0.1", "--port", "0", "--workers", str(workers),
+            "--grace", str(grace), "--log-level", "info",
+        ]
+        # fmt: on
+        super().__init__(
+            args,
+            f"channels-actor serve --workers {workers}",
+            timeout,
+            "serve-log",
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})},
+        )
+
+    @property
+    def pids(self) -> list[int]:
+        """The workers' pids, by worker index."""
+        return [self.worker_pids[i] for i in sorted(self.worker_pids)]
+
+    def _ready_after(self, line: str) -> bool:
+        if not self.port and (found := self.PORT.search(line)):
+            self.port = int(found.group(1))
+        elif found := self.SERVING.search(line):
+            index = int(found.group(1))
+            self.restarts += index in self.worker_pids
+            self.worker_pids[index] = int(found.group(2))
+        return bool(self.port) and len(self.worker_pids) >= self.workers
+
+    def stop(self, quit_line: str | None = None, timeout: float = 3.0) -> None:
+        """SIGTERM (the workers drain), then kill the parent and the workers still alive."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(self.grace + timeout)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for pid in self.worker_pids.values():
+            # started by our child and left behind by it: ours to end, if that pid is
+            # still one of its workers (a drained worker is gone and its pid free)
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"channels_actor.serving.worker" in cmdline.read():
+                    os.kill(pid, signal.SIGKILL)
+        with _children_lock:
+            _children.discard(self)
 
 
 def _free_port() -> int:

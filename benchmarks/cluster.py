@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks._procs import LoadgenProcess, RedisProcess, ServerProcess
 from benchmarks.network import connect_clients, connect_error, measure_fanout
 
-__all__ = ["NODES", "run_fanout_cluster"]
+__all__ = ["NODES", "cluster_figures", "combined", "run_fanout_cluster"]
 
 NODES = 2
 SYSTEM = "channels_actor"
@@ -85,14 +85,7 @@ def run_fanout_cluster(
         metrics["connect_per_s"] = subscribers / elapsed if elapsed > 0 else None
 
         def probe() -> dict[str, Any]:
-            readings = [server.stats() for server in servers]
-            combined: dict[str, Any] = {
-                key: sum(r.get(key) or 0 for r in readings) for key in SUMMED
-            }
-            combined["monotonic"] = readings[0]["monotonic"]
-            combined["nodes"] = readings
-            combined["redis_cpu_s"] = redis.cpu_s()
-            return combined
+            return combined([server.stats() for server in servers], redis)
 
         marks: dict[str, dict[str, Any]] = {}
         name = f"fanout-cluster-{subscribers}"
@@ -102,6 +95,16 @@ def run_fanout_cluster(
         )
         cluster_figures(metrics, marks)
     return metrics
+
+
+def combined(readings: list[dict[str, Any]], redis: RedisProcess | None) -> dict[str, Any]:
+    """The nodes' stats as one server's (:data:`SUMMED`), each node's under ``nodes``, and
+    Redis's CPU seconds as ``redis_cpu_s``."""
+    total: dict[str, Any] = {key: sum(r.get(key) or 0 for r in readings) for key in SUMMED}
+    total["monotonic"] = readings[0]["monotonic"]
+    total["nodes"] = readings
+    total["redis_cpu_s"] = None if redis is None else redis.cpu_s()
+    return total
 
 
 def split(count: int, parts: int) -> list[int]:
@@ -129,6 +132,6 @@ def cluster_figures(metrics: dict[str, Any], marks: dict[str, dict[str, Any]]) -
             for i, (before, after) in enumerate(zip(start["nodes"], end["nodes"], strict=True)):
                 metrics[f"node{i + 1}_cpu_util"] = (after["cpu_s"] - before["cpu_s"]) / wall
     final = marks.get("final")
-    if final:
+    if final and all("connections" in node for node in final["nodes"]):  # asked, not /proc
         for counter in ("pubsub_lost", "pubsub_refused", "pubsub_outages", "pubsub_malformed"):
             metrics[counter] = sum(node.get(counter) or 0 for node in final["nodes"])

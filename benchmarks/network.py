@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks._procs import ChildError, LoadgenProcess, ServerProcess
+from benchmarks._procs import ChildError, LoadgenProcess, ServeProcess, ServerProcess
 
 __all__ = [
     "PROTOCOLS",
@@ -72,7 +72,11 @@ def connect_timeout(count: int) -> float:
 
 
 def connect_clients(
-    lg: LoadgenProcess, server: ServerProcess, count: int, topic: str, params: dict[str, Any]
+    lg: LoadgenProcess,
+    server: ServerProcess | ServeProcess,
+    count: int,
+    topic: str,
+    params: dict[str, Any],
 ) -> dict[str, Any]:
     return lg.command(
         "connect",
