@@ -25,6 +25,7 @@ from .handler import Mount, Refused, SocketHandler
 from .pubsub import PubSub
 from .server import WebSocketService
 from .socket import Socket
+from .transports.gunicorn import current_worker, embed
 from .transports.wsgi import serve_wsgi
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ class Endpoint:
         #: ``wsgi_app`` (pages, assets); None answers 404.
         self.http_app: WSGIApp | None = None
         self._service: WebSocketService | None = None
+        worker = current_worker()  # built inside a gunicorn worker: say now what cannot work
+        if worker is not None:
+            embed(self, worker)
 
     def __repr__(self) -> str:
         return f"<Endpoint mounts={sorted(self.mounts)} mode={self.config.actor_mode}>"

@@ -175,9 +175,15 @@ class WebSocketService:
         environ: dict[str, Any],
         sock: socket.socket,
         early_data: bytes = b"",
+        *,
+        lent: bool = False,
     ) -> WebSocketTransport | Rejected:
         """Decide and, when accepted, hand ``sock`` to the reactor. Returns the
-        transport, or the refusal to answer instead."""
+        transport, or the refusal to answer instead.
+
+        ``lent``: ``sock`` stays a WSGI server's, which closes it after the
+        request; the reactor works on a duplicate and closes only that.
+        """
         self.start()
         decision = decide_upgrade(self.endpoint, mount, request)
         if not isinstance(decision, Accepted):
@@ -185,26 +191,33 @@ class WebSocketService:
         with self._lock:
             if self._stopping:
                 return Rejected(503, "The server is stopping: connect again in a moment")
-        config = self.endpoint.config
-        if sock.gettimeout() is not None:
-            sock.settimeout(None)  # a socket from a WSGI server
-        set_io_timeout(sock, 0)
-        transport = open_websocket(
-            sock,
-            environ,
-            self.reactor,
-            decision.serializer,
-            subprotocols=decision.subprotocols,
-            max_frame_size=config.max_frame_size,
-            max_buffer=int(mount.options.get("max_buffer", config.max_buffer)),
-            compress=bool(mount.options.get("compress", config.compress)),
-            heartbeat_timeout=config.heartbeat_timeout,
-            on_closed=self._closed,
-            incomplete_message_timeout=config.incomplete_message_timeout,
-            incomplete=self.incomplete,
-            write_timeout=config.write_timeout,
-            flow=self.flow,
-        )
+        if lent:
+            sock = sock.dup()
+        try:
+            config = self.endpoint.config
+            if sock.gettimeout() is not None:
+                sock.settimeout(None)  # a socket from a WSGI server
+            set_io_timeout(sock, 0)
+            transport = open_websocket(
+                sock,
+                environ,
+                self.reactor,
+                decision.serializer,
+                subprotocols=decision.subprotocols,
+                max_frame_size=config.max_frame_size,
+                max_buffer=int(mount.options.get("max_buffer", config.max_buffer)),
+                compress=bool(mount.options.get("compress", config.compress)),
+                heartbeat_timeout=config.heartbeat_timeout,
+                on_closed=self._closed,
+                incomplete_message_timeout=config.incomplete_message_timeout,
+                incomplete=self.incomplete,
+                write_timeout=config.write_timeout,
+                flow=self.flow,
+            )
+        except BaseException:
+            if lent:  # the duplicate would hold the connection open
+                sock.close()
+            raise
         with self._lock:
             self._transports.add(transport)
         connection = self.endpoint.open_connection(decision.socket, transport)

@@ -130,6 +130,11 @@ class Upgrader(Protocol):
         environ: dict[str, Any],
         sock: socket.socket,
         early_data: bytes = b"",
+        *,
+        lent: bool = False,
     ) -> WebSocketTransport | Rejected:
-        """Decide and, when accepted, hand ``sock`` to the reactor; or the refusal."""
+        """Decide and, when accepted, hand ``sock`` to the reactor; or the refusal.
+
+        ``lent``: the socket stays its WSGI server's; the reactor closes a duplicate.
+        """
         ...

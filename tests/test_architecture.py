@@ -83,6 +83,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "transports.sockets",
             "transports.served",
             "transports.requests",
+            "transports.gunicorn",
             "transports.wsgi",
             "upgrade",
             "server",

@@ -34,7 +34,7 @@ def test_the_other_examples_run() -> None:
     others = [block for block in BLOCKS[1:] if "def test_room" not in block]
     assert others
     for number, block in enumerate(others):
-        namespace: dict[str, object] = {}
+        namespace: dict[str, object] = {"__name__": f"readme_block_{number}"}  # Flask(__name__)
         exec(compile(block, f"README-block-{number}", "exec"), namespace)
         endpoint = namespace.get("endpoint")
         if endpoint is not None:

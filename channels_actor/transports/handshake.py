@@ -78,7 +78,8 @@ def request_from_environ(environ: Mapping[str, Any]) -> Request:
             peer = (str(environ["REMOTE_ADDR"]), 0)
     return Request(
         method=str(environ.get("REQUEST_METHOD", "GET")).upper(),
-        path=str(environ.get("PATH_INFO", "/")),
+        # the path the client asked for, whatever prefix the app is mounted under
+        path=str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "/")),
         query=str(environ.get("QUERY_STRING", "")),
         headers=headers,
         scheme=str(environ.get("wsgi.url_scheme", "http")),

@@ -29,10 +29,15 @@ WSGIApp = Callable[[dict[str, Any], Any], Any]
 
 
 class PublishBacklog(Protocol):
-    """The PubSub, as flow control sees it."""
+    """The PubSub, as flow control and the WSGI side see it."""
 
     def backlog(self) -> int:
         """Messages waiting to be dispatched now."""
+        ...
+
+    @property
+    def single_node(self) -> bool:
+        """Whether broadcasts stay in this process (what ``gunicorn -w N`` checks)."""
         ...
 
 
@@ -79,6 +84,6 @@ class ServedEndpoint(Protocol):
         """Start the actors if they are not running."""
         ...
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Drain every channel and stop serving."""
         ...

@@ -8,30 +8,57 @@ the socket and these are plain functions over bytes; ``http_app`` serves
 pages and assets beside the sockets, not streams.
 
 Inside a WSGI server (``Endpoint.wsgi_app``, see :func:`serve_wsgi`): the web
-server's request thread runs the same upgrade checks, hands the socket to the
-reactor, and waits until the WebSocket has closed, because a WSGI server must
-not touch the socket before the app returns. That costs the server one of its
-threads per open WebSocket.
+server's request thread runs the same upgrade checks, lends the connection to
+the reactor, and waits until the WebSocket has closed, because a WSGI server
+must not touch the socket before the app returns. That costs the server one
+of its threads per open WebSocket (``transports/gunicorn.py`` warns where
+that cannot work, and drains when a gunicorn worker stops).
+
+Lending, not giving: the reactor gets a duplicate of the server's socket and
+closes only that. When the WebSocket is over, the request thread shuts the
+connection down and answers ``101`` with no body; the server's write of that
+answer fails as on any dropped connection (``EPIPE``), which werkzeug,
+``flask run --debug`` and gunicorn all pass over without an error line, and
+the server closes its own socket as after any request. (Raising instead, or
+leaving the server a socket closed under it, logged a traceback or ``Bad file
+descriptor`` on every normal close.)
+
+Mounted under a prefix (werkzeug's ``DispatcherMiddleware``), the socket path
+is looked up under the mount point (``PATH_INFO``) first, then as the whole
+path (``SCRIPT_NAME`` + ``PATH_INFO``): ``/socket`` mounted at ``/chat`` is
+``/chat/socket/websocket``, and the endpoint mounted at ``/socket`` itself
+serves ``/socket/websocket``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import socket
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from ..upgrade import Rejected
+from .gunicorn import embed, serving_worker
 from .handshake import request_from_environ
 from .http import response, status_line
 
 if TYPE_CHECKING:
+    from ..handler import Mount
     from ..upgrade import Upgrader
     from .http import RequestHead
     from .served import WSGIApp
 
 __all__ = ["NoResponse", "answer", "environ_from_head", "serve_wsgi"]
+
+logger = logging.getLogger("channels_actor.transport")
+_unmatched_lock = threading.Lock()
+_unmatched: weakref.WeakSet[Any] = weakref.WeakSet()  # endpoints told why an upgrade was 404
 
 
 def environ_from_head(head: RequestHead, address: Any, local: tuple[str, int]) -> dict[str, Any]:
@@ -105,11 +132,15 @@ def answer(app: WSGIApp, environ: dict[str, Any], body: bytes) -> bytes:
 
 
 class NoResponse(list[bytes]):
-    """What gunicorn gets after a WebSocket ends: nothing more to write.
+    """What the WSGI server gets after a WebSocket ends: no body to write.
 
-    gunicorn has sent no headers for this request; an empty body with
-    ``close()`` ending the iteration lets its worker drop the connection.
+    With the ``101`` status, werkzeug and gunicorn write no body framing; the
+    connection is already shut down, so they drop it as a client gone away.
     """
+
+
+_SWITCHED = "101 Switching Protocols"
+_TEXT = [("Content-Type", "text/plain")]
 
 
 def serve_wsgi(upgrader: Upgrader, environ: dict[str, Any], start_response: Any) -> Any:
@@ -120,29 +151,64 @@ def serve_wsgi(upgrader: Upgrader, environ: dict[str, Any], start_response: Any)
     404). The socket comes from ``werkzeug.socket`` or ``gunicorn.socket``.
     """
     endpoint = upgrader.endpoint
-    path = str(environ.get("PATH_INFO", ""))
-    mount = upgrader.mount_for(path)
+    mount = _mount(upgrader, environ)
     if mount is None:
         app = endpoint.http_app
         if app is not None:
             return app(environ, start_response)
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        if str(environ.get("HTTP_UPGRADE", "")).lower() == "websocket":
+            _say_unmatched(upgrader, environ)
+        start_response("404 Not Found", _TEXT)
         return [b"Not Found"]
     sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
     if sock is None:
-        start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+        start_response("500 Internal Server Error", _TEXT)
         return [
             b"This WSGI server does not expose its socket (werkzeug.socket or "
             b"gunicorn.socket); use Endpoint.start() instead"
         ]
+    worker = serving_worker(environ)
+    if worker is not None:
+        if not worker.alive:  # drained or being drained: reconnect to another worker
+            start_response("503 Service Unavailable", _TEXT)
+            return [b"This worker is stopping"]
+        embed(endpoint, worker)
     endpoint.start_runtime()
-    result = upgrader.upgrade(mount, request_from_environ(environ), dict(environ), sock)
+    request = request_from_environ(environ)
+    result = upgrader.upgrade(mount, request, dict(environ), sock, lent=True)
     if isinstance(result, Rejected):
-        start_response(status_line(result.status), [("Content-Type", "text/plain")])
+        start_response(status_line(result.status), _TEXT)
         return [result.body.encode()]
     result.closed_event.wait()
-    if "werkzeug.socket" in environ:
-        # werkzeug treats this as a dropped connection and writes nothing.
-        raise ConnectionError("WebSocket closed")
-    start_response("200 OK", [])
+    with contextlib.suppress(OSError):  # the peer may have reset it already
+        sock.shutdown(socket.SHUT_RDWR)
+    start_response(_SWITCHED, [])
     return NoResponse()
+
+
+def _mount(upgrader: Upgrader, environ: dict[str, Any]) -> Mount | None:
+    """The socket this request upgrades to: under the mount point, else by the whole path."""
+    path = str(environ.get("PATH_INFO", ""))
+    mount = upgrader.mount_for(path)
+    prefix = str(environ.get("SCRIPT_NAME", ""))
+    if mount is None and prefix:
+        mount = upgrader.mount_for(prefix + path)
+    return mount
+
+
+def _say_unmatched(upgrader: Upgrader, environ: dict[str, Any]) -> None:
+    """Once per endpoint, why a WebSocket upgrade was answered 404."""
+    endpoint = upgrader.endpoint
+    with _unmatched_lock:
+        if endpoint in _unmatched:
+            return
+        _unmatched.add(endpoint)
+    preview = endpoint.config.redactor.preview
+    paths = [mounted.rstrip("/") + "/websocket" for mounted in sorted(endpoint.mounts)]
+    logger.warning(
+        "A WebSocket upgrade (SCRIPT_NAME %s, PATH_INFO %s) matches no mounted socket and "
+        "was answered 404; the sockets are at %s, under the mount point or as whole paths",
+        preview(environ.get("SCRIPT_NAME", "")),
+        preview(environ.get("PATH_INFO", "")),
+        ", ".join(paths) or "(none)",
+    )
