@@ -1031,6 +1031,7 @@ def plot(medians: dict[str, Any], path: Path) -> str:
         ("fanout", "deliveries_per_s", "", None),
         ("fanout-intercept", "deliveries_per_s", " (intercept)", None),
         ("fanout-cluster", "deliveries_per_s", " (Redis)", CLUSTER),
+        ("fanout-intercept-workers", "deliveries_per_s", " (intercept)", None),
         ("inprocess", "fastlane_deliveries_per_s", " in-process fastlane", None),
         ("inprocess", "intercept_deliveries_per_s", " in-process intercept", None),
     ):
