@@ -21,6 +21,13 @@ Scenarios (default: all)
                       server CPU µs per delivery and deliveries in flight per phase,
                       loss and order check.
 ``fanout-intercept``  the same with ``new_msg`` intercepted (``handle_out`` per subscriber).
+``fanout-cluster``    ``fanout`` on two nodes behind a redis-server of its own, the clients
+                      split between them, against one node (the plain ``fanout``) in the
+                      same invocation; latency at the SAME offered rate for both (half the
+                      single node's saturation); Redis CPU.
+``fanout-intercept-workers``  ``fanout-intercept`` served by ``channels-actor serve --workers 2``
+                      (Redis between the workers) against ``--workers 1`` in the same
+                      invocation, latency at the same offered rate.
 ``fanout-unpaced``    an unpaced publisher: a bounded count of broadcasts written as fast
                       as TCP allows, every client parsing every frame: lost, out of
                       order, clients closed and how, publish rate, server CPU.
@@ -35,6 +42,8 @@ Usage::
     python -m benchmarks --quick                 # CI smoke run, under a minute
     python -m benchmarks fanout --sizes 1000 --repeat 1 --peers bare
     python -m benchmarks fanout --sizes 1000 --repeat 1 --profile /tmp/prof   # py-spy
+    python -m benchmarks fanout-cluster --sizes 1000 --repeat 3   # needs redis-server
+    python -m benchmarks fanout-intercept-workers --sizes 1000 --repeat 3
 
 Results: a table on stdout (medians of the repeats, ratios to each baseline,
 targets), all raw runs in a JSON file, and a PNG plot of deliveries/s
@@ -45,17 +54,36 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks import _util
 
-SCENARIOS = ("fanout", "fanout-intercept", "fanout-unpaced", "joins", "idle", "inprocess")
+SCENARIOS = (
+    "fanout",
+    "fanout-intercept",
+    "fanout-unpaced",
+    "fanout-cluster",
+    "fanout-intercept-workers",
+    "joins",
+    "idle",
+    "inprocess",
+)
 SUBJECT = "channels_actor"
+#: fanout-cluster's subject: two channels_actor nodes behind Redis. Its baseline is
+#: SUBJECT, one node with every client, run just before it in the same invocation.
+CLUSTER = "channels_actor-2nodes"
+#: fanout-intercept-workers: `channels-actor serve --workers 2` (Redis between them)
+#: against `--workers 1` (the embedded PubSub), run just before it.
+WORKERS_1 = "serve-1worker"
+WORKERS_2 = "serve-2workers"
+#: The scenarios that compare several processes with one: (baseline, subject).
+MULTI = {"fanout-cluster": (SUBJECT, CLUSTER), "fanout-intercept-workers": (WORKERS_1, WORKERS_2)}
 #: bare-batched first: the ceiling of this load generator, the ratio that matters most.
 PEERS = ("bare-batched", "bare", "socketio", "websockets")
 #: Run only when named in --peers: the pre-framed sendall loop (shown, no ratio column).
@@ -71,9 +99,12 @@ UNPACED_PEERS = ("bare-batched", "bare", "bare-sendall")
 #: above the cap are skipped for it; ``idle`` measures it at the cap instead.
 CONNECTION_CAPS = {"socketio": 2000}
 BASELINES = PEERS  # ratio columns, in this order
+#: The ratio columns of a scenario when they are not BASELINES.
+SCENARIO_BASELINES = {scenario: (baseline,) for scenario, (baseline, _) in MULTI.items()}
 
 FULL: dict[str, Any] = {
     "sizes": [100, 1000, 5000],
+    "cluster_sizes": [1000, 5000],
     "duration": 4.0,
     "warmup": 1.0,
     "one_duration": 2.0,
@@ -91,6 +122,7 @@ FULL: dict[str, Any] = {
 }
 QUICK: dict[str, Any] = {
     "sizes": [100],
+    "cluster_sizes": [100],
     "duration": 1.0,
     "warmup": 0.5,
     "one_duration": 0.5,
@@ -170,6 +202,64 @@ FANOUT_METRICS = (
     ),
 )
 
+
+def _relabeled(
+    metrics: tuple[Metric, ...], labels: dict[str, str], skip: Callable[[str], bool]
+) -> tuple[Metric, ...]:
+    """``metrics`` but those whose key ``skip`` names, with the ``labels`` given."""
+    return tuple(
+        Metric(m.key, labels.get(m.key, m.label), m.base, m.ratio, m.agg, m.phase)
+        for m in metrics
+        if not skip(m.key)
+    )
+
+
+#: fanout-cluster: the fan-out rows (server CPU: both nodes), the latency phase's offered
+#: rate (the single node's half saturation for both), Redis's CPU, each node's, and
+#: what the adapters counted as lost or refused.
+_CLUSTER_LABELS = {
+    "p50_ms": "latency p50 at 0.5x 1-node saturation (ms)",
+    "p99_ms": "latency p99 at 0.5x 1-node saturation (ms)",
+    "server_cpu_us_per_delivery": "server CPU us/delivery, all nodes (saturation)",
+    "server_cpu_util": "server CPU (cores, all nodes, saturation)",
+}
+CLUSTER_METRICS = (
+    *_relabeled(FANOUT_METRICS, _CLUSTER_LABELS, lambda key: key == "server_threads"),
+    *(
+        Metric(key, label, ratio=False, phase=phase)
+        for key, label, phase in (
+            (
+                "latency_rate_deliveries_per_s",
+                "offered deliveries/s in the latency phase",
+                "latency",
+            ),
+            ("redis_cpu_util", "Redis CPU (cores, saturation)", "saturate"),
+            ("redis_cpu_us_per_delivery", "Redis CPU us/delivery (saturation)", "saturate"),
+            ("redis_cpu_us_per_broadcast", "Redis CPU us/broadcast (saturation)", "saturate"),
+            ("latency_redis_cpu_util", "Redis CPU at the latency rate (cores)", "latency"),
+            ("node1_cpu_util", "node 1 CPU (cores, saturation)", "saturate"),
+            ("node2_cpu_util", "node 2 CPU (cores, saturation)", "saturate"),
+        )
+    ),
+    Metric("pubsub_lost", "broadcasts the adapters lost (max)", ratio=False, agg="max"),
+    Metric("pubsub_refused", "broadcasts the adapters refused (max)", ratio=False, agg="max"),
+)
+
+_WORKERS_LABELS = {
+    "p50_ms": "latency p50 at 0.5x 1-worker saturation (ms)",
+    "p99_ms": "latency p99 at 0.5x 1-worker saturation (ms)",
+    "server_cpu_us_per_delivery": "server CPU us/delivery, all workers (saturation)",
+    "server_cpu_util": "server CPU (cores, all workers, saturation)",
+    "node1_cpu_util": "worker 1 CPU (cores, saturation)",
+    "node2_cpu_util": "worker 2 CPU (cores, saturation)",
+}
+#: fanout-intercept-workers: fanout-cluster's rows but the adapters' counts (the
+#: workers have no control channel to ask), and how the kernel split the clients.
+WORKERS_METRICS = (
+    *_relabeled(CLUSTER_METRICS, _WORKERS_LABELS, lambda key: key.startswith("pubsub_")),
+    Metric("busiest_worker_clients", "clients on the busiest worker (SO_REUSEPORT)", ratio=False),
+)
+
 UNPACED_METRICS = (
     Metric("unpaced_deliveries_per_s", "deliveries/s, unpaced publisher", phase="unpaced"),
     # how fast the server took the publisher's bytes in: neither better nor worse higher
@@ -194,6 +284,8 @@ METRICS: dict[str, tuple[Metric, ...]] = {
         Metric(m.key, m.label, ("fanout", m.key), m.ratio, m.agg, m.phase) for m in FANOUT_METRICS
     ),
     "fanout-unpaced": UNPACED_METRICS,
+    "fanout-cluster": CLUSTER_METRICS,
+    "fanout-intercept-workers": WORKERS_METRICS,
     "joins": (
         Metric("conns_per_s", "new connections with a join /s"),
         Metric("connect_p99_ms", "connect+join p99 (ms)"),
@@ -242,6 +334,7 @@ class Target:
     value: float
     baseline: str | None = None  # the value is a ratio to this baseline's median
     size: int | None = None  # None: any size (the scenario's only one)
+    system: str = SUBJECT  # whose figure is judged
 
     def describe(self) -> str:
         if self.baseline:
@@ -287,6 +380,35 @@ TARGETS = (
         "<=",
         0.0,
     ),
+    # this 2-core box runs Redis and the load generator beside both nodes
+    Target(
+        "fanout-cluster deliveries/s >= 0.8x 1 node",
+        "fanout-cluster",
+        "deliveries_per_s",
+        ">=",
+        0.8,
+        SUBJECT,
+        system=CLUSTER,
+    ),
+    Target(
+        "fanout-cluster p99 at the same offered rate <= 2x 1 node",
+        "fanout-cluster",
+        "p99_ms",
+        "<=",
+        2.0,
+        SUBJECT,
+        system=CLUSTER,
+    ),
+    Target("fanout-cluster: nothing lost", "fanout-cluster", "lost", "<=", 0.0, system=CLUSTER),
+    Target("fanout-cluster: in order", "fanout-cluster", "order_errors", "<=", 0.0, system=CLUSTER),
+    # the issue asks for the figures of serve --workers 2 against 1, no target: loss and
+    # order only
+    *(
+        Target(f"{scenario} {system}: {what}", scenario, key, "<=", 0.0, system=system)
+        for scenario in ("fanout-intercept-workers",)
+        for system in MULTI[scenario]
+        for key, what in (("lost", "nothing lost"), ("order_errors", "in order"))
+    ),
 )
 #: The targets a quick run judges: its other figures are too small to judge by.
 QUICK_JUDGED = (
@@ -302,6 +424,14 @@ SCENARIO_HELP = """scenarios:
   fanout            C clients on one topic, one publishing: saturation, one broadcast in
                     flight, latency at half saturation (paced), loss and order check
   fanout-intercept  the same with new_msg intercepted (handle_out per subscriber)
+  fanout-cluster    fanout on 2 channels_actor nodes behind a redis-server of its own,
+                    clients split between them, publisher on node 1, against 1 node in
+                    the same invocation (latency at the same offered rate: half the
+                    single node's saturation); Redis CPU (sizes: --cluster-sizes)
+  fanout-intercept-workers
+                    fanout-intercept served by channels-actor serve --workers 2 (Redis
+                    between the workers) against --workers 1, the same way (sizes:
+                    --cluster-sizes)
   fanout-unpaced    an unpaced publisher writes a bounded count of broadcasts as fast as
                     TCP allows, every client parses every frame: lost, out of order,
                     clients closed and how, publish rate, server CPU (peers: the bare
@@ -338,7 +468,18 @@ def peer_available(name: str) -> str | None:
     return None
 
 
+def cluster_available() -> str | None:
+    """None when fanout-cluster can run here, else why not."""
+    if shutil.which("redis-server") is None:
+        return "redis-server not installed (apt-get install redis-server)"
+    if importlib.util.find_spec("redis") is None:
+        return "redis (redis-py) not installed (pip install -e .)"
+    return None
+
+
 def systems_for(scenario: str, peers: Sequence[str]) -> list[str]:
+    if scenario in MULTI:
+        return list(MULTI[scenario])  # the baseline first: the subject takes its rate
     if scenario in ("fanout-intercept", "inprocess"):
         return [SUBJECT]
     if not scenario.startswith("fanout"):  # these accept and idle exactly as bare does
@@ -355,6 +496,8 @@ def sizes_for(scenario: str, config: dict[str, Any]) -> list[int]:
         return [config["joins_new"]]
     if scenario == "idle":
         return [config["idle_size"]]
+    if scenario in MULTI:
+        return list(config["cluster_sizes"])
     return list(config["sizes"])
 
 
@@ -392,10 +535,29 @@ def plan(
     ]
 
 
-def run_task(task: Task, params: dict[str, Any]) -> dict[str, Any]:
-    from benchmarks import inprocess, network
+def run_task(
+    task: Task, params: dict[str, Any], runs: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """One measurement; ``runs`` (those done so far) give fanout-cluster its offered rate."""
+    from benchmarks import cluster, inprocess, network, workers
 
-    if task.scenario == "fanout":
+    if task.scenario in MULTI and task.system == MULTI[task.scenario][1]:
+        single = baseline_rate(task, runs)
+        rate = None if single is None else 0.5 * single
+        if task.scenario == "fanout-cluster":
+            metrics = network.safe(cluster.run_fanout_cluster, task.size, params, latency_rate=rate)
+        else:
+            metrics = network.safe(
+                workers.run_fanout_workers, 2, task.size, params, latency_rate=rate
+            )
+        metrics["latency_rate_from"] = (
+            f"half the saturation of {MULTI[task.scenario][0]}"
+            if rate is not None
+            else "half its own saturation: no baseline figure in this repeat"
+        )
+    elif task.scenario == "fanout-intercept-workers":
+        metrics = network.safe(workers.run_fanout_workers, 1, task.size, params)
+    elif task.scenario in ("fanout", "fanout-cluster"):  # the latter: its single node
         metrics = network.safe(network.run_fanout, task.system, task.size, params)
     elif task.scenario == "fanout-intercept":
         metrics = network.safe(network.run_fanout, task.system, task.size, params, intercept=True)
@@ -414,6 +576,21 @@ def run_task(task: Task, params: dict[str, Any]) -> dict[str, Any]:
         metrics = inprocess.run(task.size, params["inprocess_deliveries"], 120.0)
         metrics["wall_s"] = time.perf_counter() - started
     return metrics
+
+
+def baseline_rate(task: Task, runs: Sequence[dict[str, Any]]) -> float | None:
+    """Saturation deliveries/s of the one process (:data:`MULTI`) in ``task``'s scenario,
+    size and repeat."""
+    for run in reversed(runs):
+        if (run["scenario"], run["size"], run["repeat"], run["system"]) == (
+            task.scenario,
+            task.size,
+            task.repeat,
+            MULTI[task.scenario][0],
+        ):
+            rate = run["metrics"].get("deliveries_per_s")
+            return float(rate) if run["ok"] and rate else None
+    return None
 
 
 def unpaced_count(size: int, config: dict[str, Any]) -> int:
@@ -525,7 +702,9 @@ def ratios_of(medians: dict[str, Any]) -> dict[str, Any]:
                 for metric in METRICS[scenario]:
                     if not metric.ratio:
                         continue
-                    for baseline in BASELINES:
+                    for baseline in SCENARIO_BASELINES.get(scenario, BASELINES):
+                        if baseline == system:
+                            continue
                         base = baseline_value(medians, scenario, int(size), metric, baseline)
                         value = _util.ratio(values.get(metric.key), base)
                         if value is not None:
@@ -554,10 +733,17 @@ def check_targets(
             "target": target.name,
             "scenario": target.scenario,
             "metric": target.metric,
+            "system": target.system,
             "rule": target.describe(),
         }
+        if target.system in skipped:
+            check.update(met=None, note=f"{target.system} skipped: {skipped[target.system]}")
+            checks.append(check)
+            continue
         if not chosen:
-            ran = [r for r in runs if r["scenario"] == target.scenario and r["system"] == SUBJECT]
+            ran = [
+                r for r in runs if r["scenario"] == target.scenario and r["system"] == target.system
+            ]
             if target.size is not None and not any(r["size"] == target.size for r in ran):
                 check.update(met=None, note=f"not measured at size {target.size}")
             else:
@@ -566,7 +752,7 @@ def check_targets(
             continue
         results: list[tuple[str, float | None, float | None, bool | None, str | None]] = []
         for size in chosen:
-            value = lookup(medians, target.scenario, int(size), SUBJECT, target.metric)
+            value = lookup(medians, target.scenario, int(size), target.system, target.metric)
             observed = value
             note = None
             if target.baseline is not None:
@@ -601,10 +787,10 @@ def check_targets(
 
 
 def target_cells(
-    checks: list[dict[str, Any]], scenario: str, size: int, metric: str
+    checks: list[dict[str, Any]], scenario: str, size: int, metric: str, system: str
 ) -> tuple[str, str]:
     for check in checks:
-        if check["scenario"] != scenario or check["metric"] != metric:
+        if (check["scenario"], check["metric"], check["system"]) != (scenario, metric, system):
             continue
         for item in check.get("per_size", []):
             if item["size"] == size:
@@ -653,11 +839,7 @@ def table_rows(
                         value = f"{_util.format_value(value)} ({len(failed)}/{len(mine)} failed)"
                     rel = ratios.get(scenario, {}).get(str(size), {}).get(system, {})
                     rel = rel.get(metric.key, {})
-                    target, met = (
-                        target_cells(checks, scenario, size, metric.key)
-                        if system == SUBJECT
-                        else ("", "")
-                    )
+                    target, met = target_cells(checks, scenario, size, metric.key, system)
                     in_flight, cpu = (
                         (
                             lookup(medians, scenario, size, system, key)
@@ -675,12 +857,24 @@ def table_rows(
                             value,
                             "" if in_flight is None else in_flight,
                             "" if cpu is None else cpu,
-                            *[_ratio_cell(rel.get(b)) for b in BASELINES],
+                            *[_ratio_cell(rel.get(b)) for b in ratio_columns(scenarios)],
                             target,
                             met,
                         ]
                     )
     return rows
+
+
+def ratio_columns(scenarios: Sequence[str]) -> list[str]:
+    """The baselines with a ratio column: BASELINES and those of the scenarios run."""
+    columns = list(BASELINES)
+    for scenario in scenarios:
+        columns += [b for b in SCENARIO_BASELINES.get(scenario, ()) if b not in columns]
+    return columns
+
+
+#: A ratio column's heading when it is not "/ <system>".
+COLUMN_LABELS = {SUBJECT: "/ 1 node", WORKERS_1: "/ 1 worker"}
 
 
 def _ratio_cell(value: float | None) -> str:
@@ -710,7 +904,7 @@ def print_report(
         f"median of {config['repeat']}",
         "in flight",
         "CPU us/dlv",
-        *[f"/ {b}" for b in BASELINES],
+        *[COLUMN_LABELS.get(b, f"/ {b}") for b in ratio_columns(args.scenarios)],
         "target",
         "met?",
     ]
@@ -718,7 +912,8 @@ def print_report(
     print()
     print(
         f"channels_actor network benchmarks: sizes {config['sizes']}, "
-        f"duration {config['duration']}s (+{config['warmup']}s warm-up), "
+        + (f"cluster sizes {config['cluster_sizes']}, " if set(MULTI) & set(args.scenarios) else "")
+        + f"duration {config['duration']}s (+{config['warmup']}s warm-up), "
         f"repeat {config['repeat']}, idle {config['idle_size']}, "
         f"joins {config['joins_new']} new + {config['joins_sockets']}x{config['joins_per_socket']}"
         " on open sockets"
@@ -791,6 +986,17 @@ def print_report(
                 f"{busy:.2f} cores: the unpaced deliveries/s is its rate as much as the server's"
             )
     for run in runs:
+        if run["system"] not in (CLUSTER, WORKERS_2) or not run["ok"]:
+            continue
+        source = run["metrics"].get("latency_rate_from")
+        if source and not source.startswith("half the saturation of"):
+            notes.append(f"{run['label']}: latency measured at {source}")
+        dropped = {
+            k: run["metrics"][k] for k in ("pubsub_lost", "pubsub_refused") if run["metrics"].get(k)
+        }
+        if dropped:
+            notes.append(f"{run['label']}: the Redis adapters counted {dropped}")
+    for run in runs:
         busy = run["metrics"].get("latency_loadgen_cpu_util") or 0
         if run["ok"] and busy > 0.9:
             notes.append(
@@ -803,8 +1009,11 @@ def print_report(
             print(f"  - {note}")
     print(
         "\nratios: value / the baseline's median of the same metric and size (intercept and "
-        "inprocess rows compare with the baselines' fanout); above 1 is better for rates, "
-        "below 1 for latency, CPU, memory and threads."
+        "inprocess rows compare with the baselines' fanout; fanout-cluster rows compare 2 nodes "
+        "behind Redis with 1 node of the same invocation, / 1 node, and fanout-intercept-workers "
+        "serve --workers 2 with --workers 1, / 1 worker, their latency at the same offered "
+        "rate); above 1 is better for rates, below 1 for latency, CPU, memory and "
+        "threads."
     )
 
 
@@ -818,14 +1027,18 @@ def plot(medians: dict[str, Any], path: Path) -> str:
     except ImportError:
         return "plot skipped: matplotlib is not installed (pip install -e '.[bench]')"
     series: dict[str, list[tuple[int, float]]] = {}
-    for scenario, key, suffix in (
-        ("fanout", "deliveries_per_s", ""),
-        ("fanout-intercept", "deliveries_per_s", " (intercept)"),
-        ("inprocess", "fastlane_deliveries_per_s", " in-process fastlane"),
-        ("inprocess", "intercept_deliveries_per_s", " in-process intercept"),
+    for scenario, key, suffix, only in (
+        ("fanout", "deliveries_per_s", "", None),
+        ("fanout-intercept", "deliveries_per_s", " (intercept)", None),
+        ("fanout-cluster", "deliveries_per_s", " (Redis)", CLUSTER),
+        ("fanout-intercept-workers", "deliveries_per_s", " (intercept)", None),
+        ("inprocess", "fastlane_deliveries_per_s", " in-process fastlane", None),
+        ("inprocess", "intercept_deliveries_per_s", " in-process intercept", None),
     ):
         for size, systems in medians.get(scenario, {}).items():
             for system, values in systems.items():
+                if only is not None and system != only:
+                    continue
                 value = values.get(key)
                 if isinstance(value, (int, float)) and value > 0:
                     series.setdefault(system + suffix, []).append((int(size), value))
@@ -863,7 +1076,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
     parser.add_argument(
         "scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)"
     )
-    parser.add_argument("--sizes", help="subscribers for fanout and inprocess (100,1000,5000)")
+    parser.add_argument(
+        "--sizes",
+        help="subscribers for fanout, fanout-intercept, inprocess (100,1000,5000) and, unless "
+        "--cluster-sizes is given, fanout-cluster",
+    )
+    parser.add_argument(
+        "--cluster-sizes",
+        help="subscribers for fanout-cluster and fanout-intercept-workers, all processes "
+        "(1000,5000; quick 100)",
+    )
     parser.add_argument("--duration", type=float, help="measured seconds per phase (4)")
     parser.add_argument("--warmup", type=float, help="seconds of load before measuring (1)")
     parser.add_argument("--repeat", type=int, help="runs of each measurement (3)")
@@ -919,6 +1141,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
     config = dict(QUICK if args.quick else FULL)
     if args.sizes:
         config["sizes"] = [int(s) for s in args.sizes.split(",") if s.strip()]
+        config["cluster_sizes"] = list(config["sizes"])
+    if args.cluster_sizes:
+        config["cluster_sizes"] = [int(s) for s in args.cluster_sizes.split(",") if s.strip()]
     if args.unpaced_sizes:
         config["unpaced_sizes"] = [int(s) for s in args.unpaced_sizes.split(",") if s.strip()]
     if args.unpaced_count is not None:
@@ -997,6 +1222,7 @@ def check_limits(config: dict[str, Any], scenarios: Sequence[str]) -> str | None
     need = max(
         config["idle_size"] if "idle" in scenarios else 0,
         max(config["sizes"]) if fanout else 0,
+        max(config["cluster_sizes"]) if set(MULTI) & set(scenarios) else 0,
         max(config["unpaced_sizes"]) if "fanout-unpaced" in scenarios else 0,
         config["joins_new"] if "joins" in scenarios else 0,
     )
@@ -1020,6 +1246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     skipped = {p: why for p in args.peers if (why := peer_available(p)) is not None}
     peers = [p for p in args.peers if p not in skipped]
+    why = cluster_available()
+    for scenario, (_, system) in MULTI.items():
+        if scenario in args.scenarios and why is not None:
+            skipped[system] = why
     params: dict[str, Any] = {
         **config,
         "concurrency": args.concurrency,
@@ -1032,6 +1262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "server_options": {SUBJECT: list(args.server_option)},
     }
     tasks = plan(args.scenarios, peers, config, config["caps"])
+    # a baseline whose subject cannot run would be measured for nothing
+    tasks = [t for t in tasks if t.scenario not in MULTI or MULTI[t.scenario][1] not in skipped]
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     progress = Progress(len(tasks), not args.no_progress)
@@ -1039,7 +1271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for task in tasks:
             progress.start(task)
             fingerprint = library_fingerprint()
-            metrics = run_task(task, params)
+            metrics = run_task(task, params, runs)
             metrics["library_fingerprint"] = fingerprint
             progress.finish(task, metrics)
             runs.append(
@@ -1090,7 +1322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nwall time {wall:.1f} s; results saved to {path}; {message}")
     if args.strict:
         missed = any(c["met"] is False for c in checks)
-        failed = any(not r["ok"] for r in runs if r["system"] == SUBJECT)
+        subjects = {SUBJECT, *(system for pair in MULTI.values() for system in pair)}
+        failed = any(not r["ok"] for r in runs if r["system"] in subjects)
         return 1 if missed or failed else 0
     return 0
 

@@ -5,7 +5,9 @@ load generator (``benchmarks.loadgen``) as two processes, drives the load
 generator with commands, reads the server's own CPU time, RSS and threads
 through its control channel, and returns a flat dict of metrics (``error``
 set when something went wrong). Both processes are stopped before it returns,
-whatever happened.
+whatever happened. :func:`measure_fanout` is the fan-out phases on clients
+already joined, whatever serves them (``benchmarks.cluster`` runs them on two
+nodes behind Redis).
 """
 
 from __future__ import annotations
@@ -13,12 +15,22 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks._procs import ChildError, LoadgenProcess, ServerProcess
+from benchmarks._procs import ChildError, LoadgenProcess, ServeProcess, ServerProcess
 
-__all__ = ["PROTOCOLS", "run_fanout", "run_idle", "run_joins", "run_unpaced"]
+__all__ = [
+    "PROTOCOLS",
+    "connect_clients",
+    "connect_error",
+    "measure_fanout",
+    "run_fanout",
+    "run_idle",
+    "run_joins",
+    "run_unpaced",
+]
 
 PROTOCOLS = {
     "channels_actor": "phoenix",
@@ -59,8 +71,12 @@ def connect_timeout(count: int) -> float:
     return 60.0 + count / 100.0
 
 
-def _connect(
-    lg: LoadgenProcess, server: ServerProcess, count: int, topic: str, params: dict[str, Any]
+def connect_clients(
+    lg: LoadgenProcess,
+    server: ServerProcess | ServeProcess,
+    count: int,
+    topic: str,
+    params: dict[str, Any],
 ) -> dict[str, Any]:
     return lg.command(
         "connect",
@@ -74,7 +90,7 @@ def _connect(
     )
 
 
-def _connect_error(result: dict[str, Any]) -> str | None:
+def connect_error(result: dict[str, Any]) -> str | None:
     if result["joined"] == result["requested"]:
         return None
     return (
@@ -147,139 +163,184 @@ def _window_cpu(
 
 
 def run_fanout(
-    system: str, subscribers: int, params: dict[str, Any], *, intercept: bool = False
+    system: str,
+    subscribers: int,
+    params: dict[str, Any],
+    *,
+    intercept: bool = False,
+    latency_rate: float | None = None,
 ) -> dict[str, Any]:
     """The chat pattern: ``subscribers`` clients on one topic, one of them publishing.
 
-    Saturation deliveries/s (bounded window of broadcasts in flight), the
-    server's CPU per delivery in that window; then one broadcast in flight
-    (each published once every client has the last: no coalescing, the full
-    per-broadcast cost); then latency at half the saturation rate, paced, and
-    a check that every client got every broadcast once, in order. Each phase
-    records the deliveries in flight it ran at and the server's CPU per
-    delivery in it.
+    One server, every client on it; the phases are :func:`measure_fanout`'s.
+    ``latency_rate`` (deliveries/s) is the rate the latency phase offers
+    (default: half the saturation rate measured here).
     """
     metrics: dict[str, Any] = {"subscribers": subscribers}
     topic = "fani:lobby" if intercept else "fan:lobby"
     options = params.get("server_options", {}).get(system)
     with ServerProcess(system, options) as server, LoadgenProcess() as lg:
         metrics["server_pid"] = server.pid
-        connected = _connect(lg, server, subscribers, topic, params)
+        connected = connect_clients(lg, server, subscribers, topic, params)
         metrics["connect_per_s"] = connected["per_s"]
         metrics["connect"] = connected
-        error = _connect_error(connected)
+        error = connect_error(connected)
         if error:
             metrics["error"] = error
             return metrics
         name = f"{'fanout-intercept' if intercept else 'fanout'}-{system}-{subscribers}"
-        profiler = _Profiler(params.get("profile_dir"), name, server.pid, params["duration"])
-        marks: dict[str, dict[str, Any]] = {}
-        machine_marks: dict[str, tuple[float, int, int] | None] = {}
+        measure_fanout(
+            lg,
+            server.stats,
+            {name: server.pid},
+            subscribers,
+            params,
+            metrics,
+            latency_rate=latency_rate,
+        )
+    return metrics
 
-        def on_event(event: dict[str, Any]) -> None:
-            marks[event["event"]] = server.stats()
-            machine_marks[event["event"]] = machine_cpu()
-            if event["event"] == "window_start":
+
+def measure_fanout(
+    lg: LoadgenProcess,
+    probe: Callable[[], dict[str, Any]],
+    profile_pids: dict[str, int],
+    subscribers: int,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    *,
+    latency_rate: float | None = None,
+    marks: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The phases of a fan-out run on clients already joined; fills ``metrics``.
+
+    Saturation deliveries/s (bounded window of broadcasts in flight), the
+    server's CPU per delivery in that window; then one broadcast in flight
+    (each published once every client has the last: no coalescing, the full
+    per-broadcast cost); then latency at ``latency_rate`` deliveries/s (half
+    the saturation rate by default), paced, and a check that every client got
+    every broadcast once, in order. Each phase records the deliveries in
+    flight it ran at and the server's CPU per delivery in it.
+
+    ``probe()`` reads the servers' figures (``cpu_s``, ``sys_s``, ``monotonic``,
+    the context switches, ``threads``, ``rss_kib``: :func:`benchmarks.servers.process_stats`,
+    summed over the nodes of a cluster); ``marks`` gets its reading at every
+    event the load generator marks (``window_start``, ``latency_end``, ...).
+    """
+    marks = {} if marks is None else marks
+    profilers = [
+        _Profiler(params.get("profile_dir"), name, pid, params["duration"])
+        for name, pid in profile_pids.items()
+    ]
+    machine_marks: dict[str, tuple[float, int, int] | None] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        marks[event["event"]] = probe()
+        machine_marks[event["event"]] = machine_cpu()
+        if event["event"] == "window_start":
+            for profiler in profilers:
                 profiler.start()
 
-        sat = lg.command(
+    sat = lg.command(
+        "saturate",
+        params["warmup"] + params["duration"] + 300,
+        on_event=on_event,
+        warmup=params["warmup"],
+        duration=params["duration"],
+        window=params.get("window"),
+        ramp_start=params["ramp_start"],
+        ramp_probes=params["ramp_probes"],
+        ramp_probe_s=params["ramp_probe_s"],
+        stall_s=params["stall_s"],
+    )
+    profiles = [p for p in (profiler.finish() for profiler in profilers) if p]
+    if profiles:
+        metrics["profile"] = profiles[0] if len(profiles) == 1 else profiles
+    metrics["saturate"] = sat
+    metrics["in_flight_deliveries"] = sat["in_flight_deliveries"]
+    rate = sat["deliveries_per_s"]
+    metrics["deliveries_per_s"] = rate
+    metrics["loadgen_cpu_util"] = sat["loadgen_cpu_util"]
+    start, end = marks.get("window_start"), marks.get("window_end")
+    if start and end and sat["deliveries"]:
+        cpu = end["cpu_s"] - start["cpu_s"]
+        wall = end["monotonic"] - start["monotonic"]
+        metrics["server_cpu_us_per_delivery"] = cpu * 1e6 / sat["deliveries"]
+        metrics["server_cpu_util"] = cpu / wall if wall > 0 else None
+        metrics["server_sys_share"] = (end["sys_s"] - start["sys_s"]) / cpu if cpu > 0 else None
+        switches = (end["ctx_voluntary"] + end["ctx_involuntary"]) - (
+            start["ctx_voluntary"] + start["ctx_involuntary"]
+        )
+        metrics["server_ctx_switches_per_delivery"] = switches / sat["deliveries"]
+        machine = machine_busy(machine_marks.get("window_start"), machine_marks.get("window_end"))
+        metrics["machine_busy_cores"] = machine
+        if machine is not None and wall > 0:
+            # what the rest of the machine (other tenants) used meanwhile; a cluster's
+            # Redis is not one of them
+            redis = (end.get("redis_cpu_s") or 0.0) - (start.get("redis_cpu_s") or 0.0)
+            metrics["others_cores"] = machine - (cpu + redis) / wall - sat["loadgen_cpu_util"]
+    metrics["loadgen_cpu_us_per_delivery"] = sat.get("loadgen_cpu_us_per_delivery")
+    if sat.get("error"):
+        metrics["error"] = f"saturate: {sat['error']}"
+        metrics["lost"] = sat["lost_total"] + sat["duplicates_total"]
+        return metrics
+    if params.get("one_duration"):
+        one = lg.command(
             "saturate",
-            params["warmup"] + params["duration"] + 300,
+            params["one_warmup"] + params["one_duration"] + 300,
             on_event=on_event,
-            warmup=params["warmup"],
-            duration=params["duration"],
-            window=params.get("window"),
-            ramp_start=params["ramp_start"],
-            ramp_probes=params["ramp_probes"],
-            ramp_probe_s=params["ramp_probe_s"],
+            mark="one",
+            window=1,
+            warmup=params["one_warmup"],
+            duration=params["one_duration"],
             stall_s=params["stall_s"],
         )
-        profile = profiler.finish()
-        if profile:
-            metrics["profile"] = profile
-        metrics["saturate"] = sat
-        metrics["in_flight_deliveries"] = sat["in_flight_deliveries"]
-        rate = sat["deliveries_per_s"]
-        metrics["deliveries_per_s"] = rate
-        metrics["loadgen_cpu_util"] = sat["loadgen_cpu_util"]
-        start, end = marks.get("window_start"), marks.get("window_end")
-        if start and end and sat["deliveries"]:
-            cpu = end["cpu_s"] - start["cpu_s"]
-            wall = end["monotonic"] - start["monotonic"]
-            metrics["server_cpu_us_per_delivery"] = cpu * 1e6 / sat["deliveries"]
-            metrics["server_cpu_util"] = cpu / wall if wall > 0 else None
-            metrics["server_sys_share"] = (end["sys_s"] - start["sys_s"]) / cpu if cpu > 0 else None
-            switches = (end["ctx_voluntary"] + end["ctx_involuntary"]) - (
-                start["ctx_voluntary"] + start["ctx_involuntary"]
-            )
-            metrics["server_ctx_switches_per_delivery"] = switches / sat["deliveries"]
-            machine = machine_busy(
-                machine_marks.get("window_start"), machine_marks.get("window_end")
-            )
-            metrics["machine_busy_cores"] = machine
-            if machine is not None and wall > 0:
-                # what the rest of the machine (other tenants) used meanwhile
-                metrics["others_cores"] = machine - cpu / wall - sat["loadgen_cpu_util"]
-        metrics["loadgen_cpu_us_per_delivery"] = sat.get("loadgen_cpu_us_per_delivery")
-        if sat.get("error"):
-            metrics["error"] = f"saturate: {sat['error']}"
-            metrics["lost"] = sat["lost_total"] + sat["duplicates_total"]
+        metrics["one"] = one
+        metrics["one_deliveries_per_s"] = one["deliveries_per_s"]
+        metrics["one_broadcast_ms"] = one["broadcast_ms"]
+        metrics["one_in_flight_deliveries"] = one["in_flight_deliveries"]
+        metrics["one_loadgen_cpu_util"] = one["loadgen_cpu_util"]
+        _window_cpu(metrics, "one_", marks, "one", one["deliveries"])
+        if one.get("error"):
+            metrics["error"] = f"one in flight: {one['error']}"
+            metrics["lost"] = one["lost_total"] + one["duplicates_total"]
             return metrics
-        if params.get("one_duration"):
-            one = lg.command(
-                "saturate",
-                params["one_warmup"] + params["one_duration"] + 300,
-                on_event=on_event,
-                mark="one",
-                window=1,
-                warmup=params["one_warmup"],
-                duration=params["one_duration"],
-                stall_s=params["stall_s"],
-            )
-            metrics["one"] = one
-            metrics["one_deliveries_per_s"] = one["deliveries_per_s"]
-            metrics["one_broadcast_ms"] = one["broadcast_ms"]
-            metrics["one_in_flight_deliveries"] = one["in_flight_deliveries"]
-            metrics["one_loadgen_cpu_util"] = one["loadgen_cpu_util"]
-            _window_cpu(metrics, "one_", marks, "one", one["deliveries"])
-            if one.get("error"):
-                metrics["error"] = f"one in flight: {one['error']}"
-                metrics["lost"] = one["lost_total"] + one["duplicates_total"]
-                return metrics
-        broadcasts_per_s = 0.5 * rate / subscribers
-        lat = lg.command(
-            "latency",
-            4 * params["duration"] + 200,
-            on_event=on_event,
-            rate=broadcasts_per_s,
-            warmup=params["warmup"],
-            duration=params["duration"],
-            min_broadcasts=params["min_broadcasts"],
-            max_duration=max(3 * params["duration"], 10.0),
-            stall_s=params["stall_s"],
-        )
-        metrics["latency"] = lat
-        metrics["latency_rate_deliveries_per_s"] = broadcasts_per_s * subscribers
-        metrics["latency_in_flight_deliveries"] = lat.get("in_flight_deliveries")
-        _window_cpu(metrics, "latency_", marks, "latency", lat["deliveries"])
-        metrics["p50_ms"] = lat["p50_ms"]
-        metrics["p99_ms"] = lat["p99_ms"]
-        metrics["latency_loadgen_cpu_util"] = lat["loadgen_cpu_util"]
-        metrics["lost"] = lat["lost_total"] + lat["duplicates_total"]
-        metrics["order_errors"] = lat["order_errors_total"]
-        metrics["broadcasts_checked"] = lat["published_total"]
-        final = server.stats()
-        metrics["server_threads"] = final["threads"]
-        metrics["server_rss_kib"] = final["rss_kib"]
-        problems = []
-        if lat.get("error"):
-            problems.append(f"latency: {lat['error']}")
-        if metrics["lost"]:
-            problems.append(f"{lat['lost_total']} lost, {lat['duplicates_total']} duplicated")
-        if lat.get("clients_closed"):
-            problems.append(f"{lat['clients_closed']} clients closed by the server")
-        if problems:
-            metrics["error"] = "; ".join(problems)
+    offered = 0.5 * rate if latency_rate is None else latency_rate
+    broadcasts_per_s = offered / subscribers
+    lat = lg.command(
+        "latency",
+        4 * params["duration"] + 200,
+        on_event=on_event,
+        rate=broadcasts_per_s,
+        warmup=params["warmup"],
+        duration=params["duration"],
+        min_broadcasts=params["min_broadcasts"],
+        max_duration=max(3 * params["duration"], 10.0),
+        stall_s=params["stall_s"],
+    )
+    metrics["latency"] = lat
+    metrics["latency_rate_deliveries_per_s"] = broadcasts_per_s * subscribers
+    metrics["latency_in_flight_deliveries"] = lat.get("in_flight_deliveries")
+    _window_cpu(metrics, "latency_", marks, "latency", lat["deliveries"])
+    metrics["p50_ms"] = lat["p50_ms"]
+    metrics["p99_ms"] = lat["p99_ms"]
+    metrics["latency_loadgen_cpu_util"] = lat["loadgen_cpu_util"]
+    metrics["lost"] = lat["lost_total"] + lat["duplicates_total"]
+    metrics["order_errors"] = lat["order_errors_total"]
+    metrics["broadcasts_checked"] = lat["published_total"]
+    final = probe()
+    metrics["server_threads"] = final["threads"]
+    metrics["server_rss_kib"] = final["rss_kib"]
+    marks["final"] = final
+    problems = []
+    if lat.get("error"):
+        problems.append(f"latency: {lat['error']}")
+    if metrics["lost"]:
+        problems.append(f"{lat['lost_total']} lost, {lat['duplicates_total']} duplicated")
+    if lat.get("clients_closed"):
+        problems.append(f"{lat['clients_closed']} clients closed by the server")
+    if problems:
+        metrics["error"] = "; ".join(problems)
     return metrics
 
 
@@ -293,9 +354,9 @@ def run_unpaced(system: str, subscribers: int, params: dict[str, Any]) -> dict[s
     options = params.get("server_options", {}).get(system)
     with ServerProcess(system, options) as server, LoadgenProcess() as lg:
         metrics["server_pid"] = server.pid
-        connected = _connect(lg, server, subscribers, "fan:lobby", params)
+        connected = connect_clients(lg, server, subscribers, "fan:lobby", params)
         metrics["connect"] = connected
-        error = _connect_error(connected)
+        error = connect_error(connected)
         if error:
             metrics["error"] = error
             return metrics
@@ -342,7 +403,7 @@ def run_joins(system: str, params: dict[str, Any]) -> dict[str, Any]:
     options = params.get("server_options", {}).get(system)
     with ServerProcess(system, options) as server, LoadgenProcess() as lg:
         before = server.stats()
-        connected = _connect(lg, server, count, "j:{i}", params)
+        connected = connect_clients(lg, server, count, "j:{i}", params)
         after = server.stats()
         metrics["connect"] = connected
         metrics["conns_per_s"] = connected["per_s"]
@@ -351,7 +412,7 @@ def run_joins(system: str, params: dict[str, Any]) -> dict[str, Any]:
             metrics["server_cpu_us_per_conn"] = (
                 (after["cpu_s"] - before["cpu_s"]) * 1e6 / connected["joined"]
             )
-        error = _connect_error(connected)
+        error = connect_error(connected)
         if error:
             metrics["error"] = error
             return metrics
@@ -359,8 +420,8 @@ def run_joins(system: str, params: dict[str, Any]) -> dict[str, Any]:
         return metrics
     sockets, per_socket = params["joins_sockets"], params["joins_per_socket"]
     with ServerProcess(system, options) as server, LoadgenProcess() as lg:
-        connected = _connect(lg, server, sockets, "j:{i}", params)
-        error = _connect_error(connected)
+        connected = connect_clients(lg, server, sockets, "j:{i}", params)
+        error = connect_error(connected)
         if error:
             metrics["error"] = f"open sockets: {error}"
             return metrics
@@ -392,7 +453,7 @@ def run_idle(system: str, count: int, params: dict[str, Any]) -> dict[str, Any]:
             )
             return metrics
         before = server.stats()
-        connected = _connect(lg, server, count, "idle:{i}", params)
+        connected = connect_clients(lg, server, count, "idle:{i}", params)
         metrics["connect"] = connected
         metrics["connect_s"] = connected["elapsed_s"]
         # let lazy work settle (handshake threads, queued joins), still answering pings
@@ -406,7 +467,7 @@ def run_idle(system: str, count: int, params: dict[str, Any]) -> dict[str, Any]:
         metrics["server_connections"] = after.get("connections")
         if joined:
             metrics["kib_per_conn"] = (after["rss_kib"] - before["rss_kib"]) / joined
-        error = _connect_error(connected)
+        error = connect_error(connected)
         if error:
             metrics["error"] = error
     return metrics

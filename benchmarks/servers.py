@@ -3,6 +3,7 @@
 Usage::
 
     python -m benchmarks.servers <kind> [--port 0] [--host 127.0.0.1]
+    python -m benchmarks.servers channels_actor --redis URL --node-name NAME
 
 ``kind`` is one of:
 
@@ -13,7 +14,12 @@ Usage::
     the chat pattern, on the fastlane) and ``fani:*`` to
     :class:`InterceptChannel` (the same with ``intercept = ["new_msg"]`` and a
     ``handle_out`` that pushes, so every delivery runs in each subscriber's
-    actor). Any other topic joins a :class:`BenchChannel`.
+    actor). Any other topic joins a :class:`BenchChannel`. With ``--redis URL``
+    its PubSub is ``RedisPubSub(URL, NAME)`` (``--node-name``): a node of a
+    cluster (the ``fanout-cluster`` scenario runs two), and ``stats`` adds the
+    adapter's counters (``pubsub_lost``, ``pubsub_refused``, ...).
+    ``channels-actor serve benchmarks.servers:serve_app`` serves the same endpoint
+    from worker processes (the ``fanout-intercept-workers`` scenario).
 ``bare-batched``
     the ceiling of this load generator: the least work a broadcast server can
     do. The bare server below, but a received message is framed once and
@@ -100,14 +106,22 @@ def process_stats() -> dict[str, Any]:
     }
 
 
-def control_loop(count: Callable[[], int]) -> None:
-    """Answer the parent's commands on stdin until ``quit`` or end of input, then exit."""
+def control_loop(
+    count: Callable[[], int], extra: Callable[[], dict[str, Any]] | None = None
+) -> None:
+    """Answer the parent's commands on stdin until ``quit`` or end of input, then exit.
+
+    ``stats`` replies :func:`process_stats`, ``connections`` (``count()``) and
+    whatever ``extra()`` adds.
+    """
     for line in sys.stdin:
         command = line.strip()
         if command == "stats":
             stats = process_stats()
             try:
                 stats["connections"] = count()
+                if extra is not None:
+                    stats.update(extra())
             except Exception as exc:  # a count racing a change must not kill the server
                 stats["connections"] = None
                 stats["count_error"] = repr(exc)
@@ -134,8 +148,20 @@ def announce(kind: str, port: int, **extra: Any) -> None:
 # channels_actor ------------------------------------------------------------------------
 
 
-def serve_channels_actor(host: str, port: int, options: dict[str, Any]) -> None:
-    from channels_actor import Channel, Endpoint, SocketHandler, broadcast, push
+#: ``serve_app`` (the app of ``channels-actor serve``) reads its set-up from these.
+REDIS_ENV = "CHANNELS_ACTOR_BENCH_REDIS"
+OPTIONS_ENV = "CHANNELS_ACTOR_BENCH_OPTIONS"
+#: Endpoint options of every channels_actor server here, under the caller's. Clients of
+#: the load generator send no heartbeats: keep them open for the run.
+BENCH_CONFIG: dict[str, Any] = {"check_origin": False, "heartbeat_timeout": 3600.0}
+
+
+def make_endpoint(
+    options: dict[str, Any], redis_url: str | None = None, node_name: str | None = None
+) -> Any:
+    """The channels_actor server under test: ``fan:*`` and ``fani:*`` on ``/socket``;
+    ``RedisPubSub(redis_url, node_name)`` when ``redis_url`` is given."""
+    from channels_actor import Channel, Endpoint, RedisPubSub, SocketHandler, broadcast, push
 
     class BenchChannel(Channel):
         def join(self, topic: str, payload: Any, socket: Any) -> Any:
@@ -156,13 +182,52 @@ def serve_channels_actor(host: str, port: int, options: dict[str, Any]) -> None:
     class BenchSocket(SocketHandler):
         channels = {"fani:*": InterceptChannel, "*": BenchChannel}  # noqa: RUF012
 
-    # Clients of the load generator send no heartbeats: keep them open for the run.
-    config = {"check_origin": False, "heartbeat_timeout": 3600.0, **options}
-    endpoint = Endpoint(**config)
+    config = {**BENCH_CONFIG, **options}
+    pubsub = RedisPubSub(redis_url, node_name) if redis_url else None
+    endpoint = Endpoint(pubsub=pubsub, **config)
     endpoint.socket("/socket", BenchSocket)
+    return endpoint
+
+
+def serve_app() -> Any:
+    """The endpoint for ``channels-actor serve benchmarks.servers:serve_app``: each worker
+    makes its own, with ``RedisPubSub($CHANNELS_ACTOR_BENCH_REDIS)`` (its default node
+    name) when that is set, and the ``KEY=JSON`` options of ``$CHANNELS_ACTOR_BENCH_OPTIONS``
+    (a JSON list)."""
+    items = json.loads(os.environ.get(OPTIONS_ENV) or "[]")
+    return make_endpoint(parse_options(items), os.environ.get(REDIS_ENV) or None)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=JSON`` strings as Endpoint options."""
+    options = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        options[key] = json.loads(value)
+    return options
+
+
+def serve_channels_actor(
+    host: str,
+    port: int,
+    options: dict[str, Any],
+    redis_url: str | None = None,
+    node_name: str | None = None,
+) -> None:
+    endpoint = make_endpoint(options, redis_url, node_name)
     server = endpoint.start(host, port, backlog=4096)
-    announce("channels_actor", server.port, config={k: str(v) for k, v in config.items()})
-    control_loop(lambda: endpoint.connection_count)
+    announce(
+        "channels_actor",
+        server.port,
+        config={k: str(v) for k, v in {**BENCH_CONFIG, **options}.items()},
+        pubsub=type(endpoint.pubsub).__name__,
+        node_name=endpoint.pubsub.node_name if redis_url else None,
+    )
+
+    def adapter_stats() -> dict[str, Any]:
+        return {k: v for k, v in endpoint.stats().items() if k.startswith("pubsub_")}
+
+    control_loop(lambda: endpoint.connection_count, adapter_stats if redis_url else None)
 
 
 # bare simple-websocket -----------------------------------------------------------------
@@ -447,15 +512,19 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=JSON",
         help="channels_actor: an Endpoint option, such as pool_size=4 (repeatable)",
     )
+    parser.add_argument(
+        "--redis", metavar="URL", help="channels_actor: RedisPubSub(URL) instead of the embedded"
+    )
+    parser.add_argument("--node-name", help="channels_actor with --redis: this node's name")
     args = parser.parse_args(argv)
+    if (args.redis or args.node_name) and args.kind != "channels_actor":
+        parser.error("--redis and --node-name are for the channels_actor kind only")
     _util.raise_nofile()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.kind == "channels_actor":
-        options = {}
-        for item in args.option:
-            key, _, value = item.partition("=")
-            options[key] = json.loads(value)
-        serve_channels_actor(args.host, args.port, options)
+        serve_channels_actor(
+            args.host, args.port, parse_options(args.option), args.redis, args.node_name
+        )
     elif args.kind in BARE_KINDS:
         serve_bare(args.host, args.port, args.kind)
     elif args.kind == "socketio":
