@@ -122,12 +122,17 @@ class PubSub:
         return self._adapter.stats()
 
     def backlog(self) -> int:
-        """Messages waiting in the registry's inbox now (0 when it is not running)."""
+        """Broadcasts waiting now: in the registry's inbox, and for the other nodes.
+
+        Flow control pauses the connections that publish while this is high,
+        so a cluster that cannot keep up slows the flood down too.
+        """
+        waiting = self._adapter.backlog()
         registry = self._registry
         if registry is None:
-            return 0
+            return waiting
         inbox: Any = registry.actor_inbox
-        return int(inbox.qsize())
+        return waiting + int(inbox.qsize())
 
     def _ref(self) -> pykka.ActorRef[Registry]:
         registry = self._registry

@@ -11,7 +11,8 @@ is only the part that crosses nodes, the shape of phoenix_pubsub's
 * ``direct_broadcast``: publish to one named node;
 * ``start(deliver)`` / ``stop``: the adapter's life, and the callback through
   which it hands over what arrives from other nodes;
-* ``stats``: what it counted (outages, broadcasts lost), for ``Endpoint.stats()``.
+* ``stats``: what it counted (outages, broadcasts lost), for ``Endpoint.stats()``;
+* ``backlog``: broadcasts waiting to leave, which flow control counts.
 
 Who calls what, on which thread
 -------------------------------
@@ -111,6 +112,10 @@ class PubSubAdapter(Protocol):
         """Counters since the adapter was made, by name (``Endpoint.stats()`` adds ``pubsub_``)."""
         ...
 
+    def backlog(self) -> int:
+        """Broadcasts accepted and not yet sent to the other nodes (cheap: called per publish)."""
+        ...
+
 
 class EmbeddedAdapter:
     """The single-node adapter: this process is the whole cluster.
@@ -152,6 +157,10 @@ class EmbeddedAdapter:
     def stats(self) -> Mapping[str, float]:
         """Nothing to count."""
         return {}
+
+    def backlog(self) -> int:
+        """Nothing waits: there is no other node."""
+        return 0
 
     def __repr__(self) -> str:
         return f"<EmbeddedAdapter {self._node_name!r}>"

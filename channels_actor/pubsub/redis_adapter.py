@@ -147,6 +147,17 @@ class RedisAdapter:
             retry=Retry(NoBackoff(), 0),  # a retried pipeline would publish twice
             health_check_interval=0,
         )
+        #: the subscription's: its reads block until a message comes, however long
+        self._listener = redis.Redis.from_url(
+            url,
+            socket_timeout=None,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._subscription: Any = None
+        #: records the publisher thread has taken and not yet written
+        self._in_flight = 0
         #: for the rare question a publisher waits for (see _confirm)
         self._probe = redis.Redis.from_url(
             url,
@@ -196,6 +207,10 @@ class RedisAdapter:
     def connected(self) -> bool:
         """False during an outage (either thread has lost Redis)."""
         return not self._down
+
+    def backlog(self) -> int:
+        """Broadcasts queued for Redis or being written to it."""
+        return self._pending.qsize() + self._in_flight
 
     def stats(self) -> dict[str, float]:
         """``outages``, broadcasts ``refused`` and ``lost``, ``malformed`` records, ``pending``."""
@@ -261,13 +276,19 @@ class RedisAdapter:
         deadline = time.monotonic() + timeout
         threads[0].join(max(0.0, deadline - time.monotonic()))
         self._stopping.set()  # the publisher is done (or stuck in an outage): stop both
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        threads[1].join(max(0.0, deadline - time.monotonic()))
+        if threads[1].is_alive():  # its wake-up did not come: Redis is down or frozen
+            with self._lock:
+                subscription = self._subscription
+            if subscription is not None and subscription.connection is not None:
+                subscription.connection.disconnect()
+            threads[1].join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in threads):
             logger.warning("%r did not stop within %.1fs", self, timeout)
         self._lose(self._drain_pending(keep_stop=False))
         self._client.close()
         self._probe.close()
+        self._listener.close()
 
     # publishing --------------------------------------------------------------
 
@@ -384,9 +405,11 @@ class RedisAdapter:
                     break
             stop = any(item is _STOP for item in batch)
             records = [item for item in batch if item is not _STOP and item is not _WAKE]
+            self._in_flight = len(records)
             try:
                 if records:
                     self._publish(records)
+                self._in_flight = 0
                 if time.monotonic() >= next_renew:
                     next_renew = time.monotonic() + renew_every
                     self._keep_name()
@@ -401,6 +424,7 @@ class RedisAdapter:
                     return
             except _Errors as exc:
                 self._fail(_PUBLISH, exc)  # first, so that no broadcast is queued after the drain
+                self._in_flight = 0
                 self._lose(len(records) + self._drain_pending())
                 if stop:
                     return
@@ -471,26 +495,32 @@ class RedisAdapter:
 
     def _receive_loop(self, deliver: Deliver, subscribed: threading.Event) -> None:
         while not self._stopping.is_set():
-            subscription = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            subscription = self._listener.pubsub()  # type: ignore[no-untyped-call]
             try:
                 subscription.subscribe(self._channel)
-                # the subscription is confirmed by the first reply read
-                while subscription.get_message(timeout=0) is not None:
-                    pass
+                subscription.parse_response(block=True)  # Redis confirms: subscribed
+                with self._lock:
+                    self._subscription = subscription
                 self._recover(_RECEIVE)
                 subscribed.set()
+                # Blocking reads, one reply each: no poll per message. A stop
+                # wakes this with our own last record (or cuts the connection).
                 while not self._stopping.is_set():
-                    message = subscription.get_message(timeout=1.0)
-                    if message is None or message["type"] != "message":
+                    reply = subscription.parse_response(block=True)
+                    if not reply or reply[0] != b"message":
                         continue
-                    if self._receive(message["data"], deliver) and self._stop_requested.is_set():
+                    if self._receive(reply[2], deliver) and self._stop_requested.is_set():
                         return  # our publisher's last record: it is done
             except _Errors as exc:
+                if self._stopping.is_set():
+                    return  # stop() cut the connection
                 self._fail(_RECEIVE, exc)
                 subscribed.set()
                 if not self._reconnect(_RECEIVE, self._client.ping, self._stopping):
                     return
             finally:
+                with self._lock:
+                    self._subscription = None
                 subscription.close()
 
     def _receive(self, data: bytes, deliver: Deliver) -> bool:

@@ -95,6 +95,9 @@ class LinkedAdapter:
     def stats(self) -> dict[str, float]:
         return {}
 
+    def backlog(self) -> int:
+        return 0
+
     def _receive(self, deliver: Deliver) -> None:
         while (message := self._inbox.get()) is not None:
             deliver(_from_wire(message))

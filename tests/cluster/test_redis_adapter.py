@@ -386,3 +386,30 @@ def test_direct_broadcast_never_waits_long_for_a_frozen_redis(
         assert "did not say within 0.25s whether it is alive" in refused
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_what_waits_for_redis_counts_in_the_pubsubs_backlog(
+    redis_server: RedisServer, namespace: str, started: list[PubSub]
+) -> None:
+    # flow control pauses publishing connections on PubSub.backlog(): a node whose
+    # Redis cannot keep up must show it there, or a flood overruns max_pending
+    a = _node(started, redis_server.url, "a", namespace)
+    on_a = Inbox().subscribe(a)
+    a.broadcast(TOPIC, "started", {})
+    assert on_a.next_event() == "started"
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for n in range(300):
+            a.broadcast(TOPIC, "held", {"n": n})
+        for _ in range(300):  # delivered here: the registry's inbox is empty again
+            on_a.next()
+        # queued for Redis, or taken by the publisher thread and blocked on the write
+        waiting = a.adapter.backlog()  # type: ignore[attr-defined]
+        assert waiting >= 300  # and "started" if it had not left yet
+        assert a.backlog() == waiting
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    a.broadcast(TOPIC, "marker", {})
+    assert on_a.next_event() == "marker"

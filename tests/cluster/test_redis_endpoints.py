@@ -8,9 +8,15 @@ process that serves no sockets and only broadcasts, as a job worker would.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +26,7 @@ import pytest
 from channels_actor import Channel, Endpoint, RedisPubSub, Socket, SocketHandler, assign
 from channels_actor import broadcast, broadcast_from
 from tests.cluster.redis_server import RedisServer
+from tests.integration.serverframes import RawClient, message
 from tests.integration.wsclient import Client
 
 TOPIC = "rooms:lobby"
@@ -161,3 +168,77 @@ def test_a_broadcaster_can_tell_that_redis_is_down(namespace: str) -> None:
     assert done.returncode == 3, done.stdout + done.stderr
     assert "not sent: Cannot broadcast 'news' to 'rooms:lobby' to the other nodes" in done.stdout
     assert "is unreachable" in done.stdout
+
+
+class PauseSeen(logging.Handler):
+    """Sets ``event`` when flow control pauses the publishers."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Pausing"):
+            self.event.set()
+
+
+def _drain(client: RawClient) -> None:
+    with contextlib.suppress(OSError):
+        while client.sock.recv(1 << 20):
+            pass
+
+
+def test_a_flood_that_redis_cannot_take_is_paused_not_refused(
+    two_nodes: tuple[Endpoint, int, int], redis_server: RedisServer, namespace: str
+) -> None:
+    _, _, port_2 = two_nodes
+    # a short queue for Redis, which the pauses keep the flood within (see also
+    # test_what_waits_for_redis_counts_in_the_pubsubs_backlog)
+    endpoint_1 = Endpoint(
+        pubsub=RedisPubSub(redis_server.url, "web-3", namespace=namespace, max_pending=500)
+    )
+    endpoint_1.socket("/socket", Users)
+    port_1 = endpoint_1.start("127.0.0.1", 0).port
+    watcher = PauseSeen()
+    flow_logger = logging.getLogger("channels_actor.transport")
+    previous = flow_logger.level
+    flow_logger.addHandler(watcher)
+    flow_logger.setLevel(logging.DEBUG)
+    listener = _joined(port_2, "b")
+    flooder = RawClient(port_1)
+    assert flooder.join(TOPIC)["status"] == "ok"
+    # each read of the flooder takes in at most ~128 of these: a pause bounds the queue
+    total, pad = 2000, "p" * 2000
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    os.kill(pid, signal.SIGSTOP)  # the node's broadcasts wait for Redis: its queue grows
+    frozen = True
+    try:
+        blob = b"".join(
+            message("1", str(n), TOPIC, "shout", {"n": n, "pad": pad}) for n in range(total)
+        )
+        sender = threading.Thread(target=flooder.sock.sendall, args=(blob,), name="flooder")
+        # the flooder reads what it is sent, so that only the queue for Redis can pause it
+        drain = threading.Thread(target=_drain, args=(flooder,), name="flooder-reader")
+        drain.start()
+        sender.start()
+        assert watcher.event.wait(10), "the flood was not paused while Redis held it up"
+        os.kill(pid, signal.SIGCONT)
+        frozen = False
+        for n in range(total):  # every one crossed, in order: none refused, none lost
+            assert _next_broadcast(listener) == [None, None, TOPIC, "shout", {"n": n, "pad": pad}]
+        sender.join(10)
+        assert not sender.is_alive()
+        flooder.sock.shutdown(socket.SHUT_WR)  # the server closes, the reader ends
+        drain.join(10)
+        stats = endpoint_1.stats()
+        assert stats["backpressure_pauses"] >= 1
+        assert not any(stats.get(f"pubsub_{name}") for name in ("refused", "lost", "outages"))
+    finally:
+        if frozen:
+            os.kill(pid, signal.SIGCONT)
+        flow_logger.removeHandler(watcher)
+        flow_logger.setLevel(previous)
+        listener.close()
+        flooder.close()
+        endpoint_1.stop()
