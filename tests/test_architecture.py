@@ -66,6 +66,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "pubsub.adapter",
             "pubsub.fanout",
             "pubsub.registry",
+            "pubsub.outages",
+            "pubsub.redis_nodes",
             "pubsub.redis_adapter",
             "pubsub",
             "supervisor",

@@ -42,7 +42,6 @@ import queue
 import random
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,13 +55,13 @@ from ..message import Broadcast
 from ..serializers.base import decode_json
 from . import PubSub, wire
 from .adapter import Deliver, default_node_name
+from .outages import PUBLISH, RECEIVE, Outages
+from .redis_nodes import NodeNames
 
 __all__ = ["RedisAdapter", "RedisPubSub"]
 
 logger = logging.getLogger("channels_actor.pubsub.redis")
 
-_PUBLISH = "publish"
-_RECEIVE = "receive"
 _STOP = object()
 #: Wakes the publisher to check Redis when the receiver lost it.
 _WAKE = object()
@@ -70,28 +69,6 @@ _WAKE = object()
 #: Records written per pipeline at most: enough to amortize a round trip,
 #: few enough that one failure loses little.
 _BATCH = 256
-
-#: Renew this node's name if it is ours, claim it if it expired (Redis restarted).
-#: Returns 1 (ours), 0 (another live node holds it).
-_RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-elseif not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-#: Give up this node's name if it is still ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 #: How long direct_broadcast may wait to learn whether a node it has not
 #: heard of is alive.
@@ -172,11 +149,9 @@ class RedisAdapter:
         self._node_name = node_name or default_node_name()
         self._namespace = namespace
         self._channel = f"{namespace}:broadcasts".encode()
-        self._name_key = f"{namespace}:node:{self._node_name}"
-        self._token = uuid.uuid4().hex
+        self._names = NodeNames(self._client, namespace, self._node_name, name_ttl)
         self.compress_over = compress_over
         self.max_payload = max_payload
-        self._name_ttl_ms = max(1000, int(name_ttl * 1000))
         self._backoff_max = backoff_max
         self._pending: queue.Queue[Any] = queue.Queue(max_pending)
         #: set when stop() begins: an outage's reconnection gives up
@@ -185,15 +160,7 @@ class RedisAdapter:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._down: set[str] = set()
-        self._outage_since: float | None = None
-        self._outage_refused = 0
-        self._outage_lost = 0
-        self._counts = {"outages": 0, "refused": 0, "lost": 0, "malformed": 0}
-        #: the other live nodes, with when each was last heard of (monotonic):
-        #: from their records, and from the names in Redis at each renewal
-        self._nodes: dict[str, float] = {}
-        self._malformed_logged_at = 0.0
+        self._outages = Outages(self._where, logger)
 
     def __repr__(self) -> str:
         return f"<RedisAdapter {self._node_name!r} on {self._where}>"
@@ -206,7 +173,7 @@ class RedisAdapter:
     @property
     def connected(self) -> bool:
         """False during an outage (either thread has lost Redis)."""
-        return not self._down
+        return self._outages.connected
 
     def backlog(self) -> int:
         """Broadcasts queued for Redis or being written to it."""
@@ -214,8 +181,7 @@ class RedisAdapter:
 
     def stats(self) -> dict[str, float]:
         """``outages``, broadcasts ``refused`` and ``lost``, ``malformed`` records, ``pending``."""
-        with self._lock:
-            counts: dict[str, float] = dict(self._counts)
+        counts = self._outages.counts()
         counts["pending"] = self._pending.qsize()
         return counts
 
@@ -232,9 +198,9 @@ class RedisAdapter:
         self._stop_requested.clear()
         self._stopping.clear()
         try:
-            claimed = self._renew_name()
+            claimed = self._names.claim()
         except _Errors as exc:
-            self._fail(_PUBLISH, exc)  # start anyway: the publisher claims it once back
+            self._fail(PUBLISH, exc)  # start anyway: the publisher claims it once back
         else:
             if not claimed:
                 msg = (
@@ -243,9 +209,9 @@ class RedisAdapter:
                 )
                 raise ConfigurationError(msg)
             try:
-                self._refresh_nodes()
+                self._names.refresh()
             except _Errors as exc:
-                self._fail(_PUBLISH, exc)
+                self._fail(PUBLISH, exc)
         # the first record: the other nodes learn of this one at once
         self._pending.put_nowait(wire.encode_control(self._node_name, wire.HELLO))
         subscribed = threading.Event()
@@ -313,8 +279,8 @@ class RedisAdapter:
             BroadcastError: no live node has that name, or Redis is unreachable.
         """
         self._refuse_in_outage(broadcast)
-        if node_name not in self._nodes and not self._confirm(node_name, broadcast):
-            known = sorted(self._nodes)
+        if not self._names.knows(node_name) and not self._confirm(node_name, broadcast):
+            known = self._names.others()
             shown = ", ".join(preview(name) for name in known[:5]) or "none"
             more = f" and {len(known) - 5} more" if len(known) > 5 else ""
             msg = (
@@ -332,7 +298,7 @@ class RedisAdapter:
         ``_CONFIRM_TIMEOUT``: a node not known here is rare.
         """
         try:
-            alive = bool(self._probe.exists(f"{self._namespace}:node:{node_name}"))
+            alive = bool(self._probe.exists(self._names.key_of(node_name)))
         except _Errors:
             msg = (
                 f"Cannot direct_broadcast {_what(broadcast)} to node {preview(node_name)}: "
@@ -340,12 +306,12 @@ class RedisAdapter:
             )
             raise BroadcastError(msg) from None
         if alive:
-            self._nodes[node_name] = time.monotonic()
+            self._names.heard(node_name)
         return alive
 
     def nodes(self) -> list[str]:
         """The names of the live nodes this node knows of, itself included, sorted."""
-        return sorted([self._node_name, *self._nodes])
+        return sorted([self._node_name, *self._names.others()])
 
     def _enqueue(self, route: int, target: str, broadcast: Broadcast) -> None:
         self._refuse_in_outage(broadcast)
@@ -366,7 +332,7 @@ class RedisAdapter:
         try:
             self._pending.put_nowait(record)
         except queue.Full:
-            self._count("refused")
+            self._outages.refused()
             msg = (
                 f"Cannot broadcast {_what(broadcast)} to the other nodes: "
                 f"{self._pending.maxsize} broadcasts are already waiting for {self._where}"
@@ -374,10 +340,8 @@ class RedisAdapter:
             raise BroadcastError(msg) from None
 
     def _refuse_in_outage(self, broadcast: Broadcast) -> None:
-        if _PUBLISH in self._down:
-            with self._lock:
-                self._counts["refused"] += 1
-                self._outage_refused += 1
+        if self._outages.publishing_down:
+            self._outages.refused()
             msg = (
                 f"Cannot broadcast {_what(broadcast)} to the other nodes: {self._where} "
                 "is unreachable (reconnecting)"
@@ -385,12 +349,12 @@ class RedisAdapter:
             raise BroadcastError(msg)
 
     def _publish_loop(self) -> None:
-        renew_every = self._name_ttl_ms / 3000
+        renew_every = self._names.ttl_ms / 3000
         next_renew = time.monotonic() + renew_every
         while True:
             # in an outage, whoever saw it (this thread, start, direct_broadcast)
-            if _PUBLISH in self._down:
-                if not self._reconnect(_PUBLISH, self._reclaim, self._stop_requested):
+            if self._outages.publishing_down:
+                if not self._reconnect(PUBLISH, self._reclaim, self._stop_requested):
                     return
                 next_renew = time.monotonic() + renew_every
             try:
@@ -414,7 +378,7 @@ class RedisAdapter:
                     next_renew = time.monotonic() + renew_every
                     self._keep_name()
                 if stop:
-                    self._client.eval(_RELEASE, 1, self._name_key, self._token)
+                    self._names.release()
                     self._publish(
                         [
                             wire.encode_control(self._node_name, wire.BYE),
@@ -423,7 +387,7 @@ class RedisAdapter:
                     )
                     return
             except _Errors as exc:
-                self._fail(_PUBLISH, exc)  # first, so that no broadcast is queued after the drain
+                self._fail(PUBLISH, exc)  # first, so that no broadcast is queued after the drain
                 self._in_flight = 0
                 self._lose(len(records) + self._drain_pending())
                 if stop:
@@ -456,30 +420,9 @@ class RedisAdapter:
 
     # the node's name --------------------------------------------------------
 
-    def _renew_name(self) -> bool:
-        return bool(self._client.eval(_RENEW, 1, self._name_key, self._token, self._name_ttl_ms))
-
-    def _refresh_nodes(self) -> None:
-        """Learn the live nodes from their names in Redis; forget those gone for a ``name_ttl``."""
-        prefix = f"{self._namespace}:node:"
-        pattern = _glob_escape(prefix) + "*"
-        found = {
-            key.decode(errors="replace")[len(prefix) :]
-            for key in self._client.scan_iter(match=pattern, count=1000)
-        }
-        found.discard(self._node_name)
-        now = time.monotonic()
-        horizon = now - self._name_ttl_ms / 1000
-        nodes = self._nodes
-        for name in found:
-            nodes[name] = now
-        for name, seen in list(nodes.items()):
-            if name not in found and seen < horizon:
-                nodes.pop(name, None)
-
     def _keep_name(self) -> None:
-        self._refresh_nodes()
-        if not self._renew_name():
+        self._names.refresh()
+        if not self._names.claim():
             logger.error(
                 "Another live node now claims the name %r on %s: messages for it may "
                 "reach either node; give each node its own node_name",
@@ -501,7 +444,7 @@ class RedisAdapter:
                 subscription.parse_response(block=True)  # Redis confirms: subscribed
                 with self._lock:
                     self._subscription = subscription
-                self._recover(_RECEIVE)
+                self._outages.recover(RECEIVE)
                 subscribed.set()
                 # Blocking reads, one reply each: no poll per message. A stop
                 # wakes this with our own last record (or cuts the connection).
@@ -514,9 +457,9 @@ class RedisAdapter:
             except _Errors as exc:
                 if self._stopping.is_set():
                     return  # stop() cut the connection
-                self._fail(_RECEIVE, exc)
+                self._fail(RECEIVE, exc)
                 subscribed.set()
-                if not self._reconnect(_RECEIVE, self._client.ping, self._stopping):
+                if not self._reconnect(RECEIVE, self._client.ping, self._stopping):
                     return
             finally:
                 with self._lock:
@@ -533,11 +476,11 @@ class RedisAdapter:
             ):
                 return False
             if not mine:
-                self._nodes[origin] = time.monotonic()  # heard of: alive
+                self._names.heard(origin)
             record = wire.decode(data, self.max_payload)
             if record.control:
                 if record.event == wire.BYE:
-                    self._nodes.pop(origin, None)
+                    self._names.left(origin)
                 return record.event == wire.WAKE
             if record.binary:
                 deliver(Broadcast(record.topic, record.event, record.payload, None))
@@ -552,14 +495,8 @@ class RedisAdapter:
 
     def _malformed(self, size: int, exc: Exception) -> None:
         """Count a record this node cannot read; log at most one a minute."""
-        now = time.monotonic()
-        with self._lock:
-            self._counts["malformed"] += 1
-            count = self._counts["malformed"]
-            due = now - self._malformed_logged_at >= 60.0 or count == 1
-            if due:
-                self._malformed_logged_at = now
-        if due:
+        count = self._outages.malformed()
+        if count is not None:
             logger.warning(
                 "%r dropped a record of %d bytes that is not a broadcast of ours (%s); "
                 "%d so far. Is another program publishing on channel %r?",
@@ -572,59 +509,13 @@ class RedisAdapter:
 
     # outages ------------------------------------------------------------------
 
-    def _count(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += amount
+    def _fail(self, side: str, exc: BaseException) -> None:
+        if self._outages.fail(side, exc):
+            with contextlib.suppress(queue.Full):
+                self._pending.put_nowait(_WAKE)  # the publisher checks its connection
 
     def _lose(self, dropped: int) -> None:
-        if dropped:
-            with self._lock:
-                self._counts["lost"] += dropped
-                self._outage_lost += dropped
-
-    def _fail(self, side: str, exc: BaseException) -> None:
-        with self._lock:
-            first = not self._down
-            self._down.add(side)
-            # the subscription lost Redis: refuse broadcasts until the publisher
-            # has checked its own connection (it wakes for that)
-            wake = side == _RECEIVE and _PUBLISH not in self._down
-            self._down.add(_PUBLISH)
-            if first:
-                self._outage_since = time.monotonic()
-                self._outage_refused = 0
-                self._counts["outages"] += 1
-        if wake:
-            with contextlib.suppress(queue.Full):
-                self._pending.put_nowait(_WAKE)
-        if first:
-            logger.warning(
-                "Lost %s (%s: %s): broadcasts raise BroadcastError until it is back "
-                "(local_broadcast still works); reconnecting",
-                self._where,
-                type(exc).__name__,
-                preview(str(exc)),
-            )
-
-    def _recover(self, side: str) -> None:
-        with self._lock:
-            if side not in self._down:
-                return
-            self._down.discard(side)
-            if self._down or self._outage_since is None:
-                return
-            seconds = time.monotonic() - self._outage_since
-            refused, lost = self._outage_refused, self._outage_lost
-            self._outage_since = None
-            self._outage_lost = 0
-        logger.warning(
-            "%s is back after %.1fs: %d broadcasts were refused and %d lost meanwhile "
-            "(what other nodes published then did not reach this one)",
-            self._where,
-            seconds,
-            refused,
-            lost,
-        )
+        self._outages.lost(dropped)
 
     def _reconnect(self, side: str, probe: Any, give_up: threading.Event) -> bool:
         """Retry ``probe`` with jittered backoff until it works (True) or ``give_up`` is set."""
@@ -635,8 +526,8 @@ class RedisAdapter:
             except _Errors:
                 delay = min(self._backoff_max, delay * 2)
                 continue
-            if side == _PUBLISH:
-                self._recover(_PUBLISH)
+            if side == PUBLISH:
+                self._outages.recover(PUBLISH)
             return True
         return False
 
@@ -661,11 +552,6 @@ class RedisPubSub(PubSub):
         if self.adapter.max_payload is None:
             self.adapter.max_payload = self.max_message_size
         return super().start()
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` as a literal in a Redis ``MATCH`` pattern."""
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 def _what(broadcast: Broadcast) -> str:
