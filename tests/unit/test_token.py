@@ -233,7 +233,7 @@ def test_non_string_tokens_are_invalid(bad: Any) -> None:
         b'{"data": 1}',
         b"[1, 2]",
         b'[1, "now", 60]',
-        b"[1, 1700000000000, \"forever\"]",
+        b'[1, 1700000000000, "forever"]',
         b"[1, true, 60]",
     ],
 )
