@@ -30,7 +30,7 @@ import time
 from typing import Any, Final
 
 import orjson
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadData, BadSignature, Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from .errors import TokenExpired, TokenInvalid, TokenMissing
@@ -203,7 +203,7 @@ def _body(encoded: bytes, token: str) -> tuple[Any, int, float | None]:
     """Decode a signed body; it is ours once signed, so a bad one is a bug or a foreign token."""
     try:
         decoded = orjson.loads(base64_decode(encoded))
-    except (orjson.JSONDecodeError, ValueError):
+    except (BadData, orjson.JSONDecodeError):  # not base64 / not JSON
         decoded = None
     match decoded:
         case [data, int() as signed_ms, None | int() | float() as lifetime] if not isinstance(

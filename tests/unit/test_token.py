@@ -43,8 +43,11 @@ def _unb64(text: str) -> bytes:
 
 def _resign(body: bytes, secret: str = SECRET, salt: str = SALT) -> str:
     """A token for ``body`` made the way Phoenix documents it, with the stdlib only."""
+    return _mac("SFMyNTY." + _b64(body), secret, salt)
+
+
+def _mac(value: str, secret: str = SECRET, salt: str = SALT) -> str:
     key = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt.encode(), 1000, 32)
-    value = "SFMyNTY." + _b64(body)
     return value + "." + _b64(hmac.new(key, value.encode(), hashlib.sha256).digest())
 
 
@@ -240,6 +243,11 @@ def test_non_string_tokens_are_invalid(bad: Any) -> None:
 def test_a_genuine_signature_over_a_foreign_body_is_invalid(body: bytes) -> None:
     with pytest.raises(TokenInvalid, match="body is not"):
         Token.verify(SECRET, SALT, _resign(body))
+
+
+def test_a_genuine_signature_over_a_body_that_is_not_base64_is_invalid() -> None:
+    with pytest.raises(TokenInvalid, match="body is not"):
+        Token.verify(SECRET, SALT, _mac("SFMyNTY.A"))  # 1 char: no base64 length
 
 
 def test_errors_show_a_short_preview_never_the_token_or_secret() -> None:
