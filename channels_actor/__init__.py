@@ -26,6 +26,10 @@ from .errors import ChannelsError as ChannelsError
 from .errors import ChannelTimeout as ChannelTimeout
 from .errors import ConfigurationError as ConfigurationError
 from .errors import InvalidMessageError as InvalidMessageError
+from .errors import TokenError as TokenError
+from .errors import TokenExpired as TokenExpired
+from .errors import TokenInvalid as TokenInvalid
+from .errors import TokenMissing as TokenMissing
 from .handler import SocketHandler as SocketHandler
 from .message import Broadcast as Broadcast
 from .message import Message as Message
@@ -34,6 +38,7 @@ from .pubsub import PubSub as PubSub
 from .pubsub.redis_adapter import RedisPubSub as RedisPubSub
 from .socket import Socket as Socket
 from .socket import assign as assign
+from .token import Token as Token
 
 __version__ = "0.1.0"
 
@@ -56,6 +61,11 @@ __all__ = [
     "SocketHandler",
     "SocketRef",
     "TimerHandle",
+    "Token",
+    "TokenError",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenMissing",
     "__version__",
     "assign",
     "broadcast",

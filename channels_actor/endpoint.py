@@ -25,6 +25,7 @@ from .handler import Mount, Refused, SocketHandler
 from .pubsub import PubSub
 from .server import WebSocketService
 from .socket import Socket
+from .token import Token
 from .transports.gunicorn import current_worker, embed
 from .transports.wsgi import serve_wsgi
 
@@ -237,6 +238,41 @@ class Endpoint:
         """Stop calling ``callback`` for ``topic``."""
         self.start_runtime()
         self.pubsub.unsubscribe(topic, callback)
+
+    # tokens ----------------------------------------------------------------------
+
+    def sign_token(self, salt: str, data: Any, **opts: Any) -> str:
+        """:meth:`Token.sign` with this endpoint's ``secret_key_base``.
+
+        ``opts``: ``max_age`` (seconds, default one day; None: forever) and
+        ``signed_at``. Signed, not encrypted: the holder can read ``data``.
+
+        Raises:
+            ConfigurationError: the endpoint has no ``secret_key_base``.
+        """
+        return Token.sign(self._secret_key_base("sign_token"), salt, data, **opts)
+
+    def verify_token(self, salt: str, token: str | None, **opts: Any) -> Any:
+        """:meth:`Token.verify` with this endpoint's ``secret_key_base``; returns the data.
+
+        ``opts``: ``max_age`` to override the token's own.
+
+        Raises:
+            TokenExpired, TokenInvalid (TokenMissing for None): see :meth:`Token.verify`.
+            ConfigurationError: the endpoint has no ``secret_key_base``.
+        """
+        return Token.verify(self._secret_key_base("verify_token"), salt, token, **opts)
+
+    def _secret_key_base(self, caller: str) -> str:
+        secret = self.config.secret_key_base
+        if not secret:
+            msg = (
+                f"Endpoint.{caller}() needs a secret: Endpoint(secret_key_base=...), a long "
+                "random string kept out of the code, e.g. secrets.token_urlsafe(48) read "
+                "from the environment"
+            )
+            raise ConfigurationError(msg)
+        return secret
 
     # serving -------------------------------------------------------------------
 

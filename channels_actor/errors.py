@@ -16,6 +16,10 @@ __all__ = [
     "ChannelsError",
     "ConfigurationError",
     "InvalidMessageError",
+    "TokenError",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenMissing",
 ]
 
 
@@ -49,3 +53,29 @@ class ConfigurationError(ChannelsError, ValueError):
 
 class ChannelTimeout(ChannelsError, TimeoutError):
     """Waiting on a channel or the runtime took longer than the given timeout."""
+
+
+class TokenError(ChannelsError):
+    """A token did not verify (see :class:`channels_actor.Token`).
+
+    ``reason`` is Phoenix's: ``"invalid"``, ``"expired"`` or ``"missing"``,
+    so ``connect`` can answer ``("error", {"reason": exc.reason})``.
+    """
+
+    reason = "invalid"
+
+
+class TokenInvalid(TokenError):
+    """Not a token, tampered with, signed with another secret or salt, or in the future."""
+
+
+class TokenMissing(TokenInvalid):
+    """No token was given (``None``); a TokenInvalid whose reason is ``"missing"``."""
+
+    reason = "missing"
+
+
+class TokenExpired(TokenError):
+    """A genuine token signed longer ago than its ``max_age``."""
+
+    reason = "expired"

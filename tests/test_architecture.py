@@ -54,6 +54,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "transports.incomplete",
             "transports.memory",
             "pubsub.wire",
+            "token",
         },
     ),
     ("behaviour", {"channel", "handler"}),
