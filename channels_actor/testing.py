@@ -477,10 +477,10 @@ def _expect(
     source, show = _source(socket), _redactor(socket)
     found = mailbox().take(_matcher(is_kind, event, payload, socket, show), timeout, source)
     if present and found is None:
-        where = "" if socket is None else f" on {socket!r}"
+        where = "" if socket is None else f" on {_name(socket, show)}"
         msg = (
             f"Expected a {kind} of {event!r}{where} matching {_describe(payload, show)} "
-            f"within {timeout}s; {_arrived(is_kind, event, payload, source, show)}"
+            f"within {timeout}s; {_arrived(is_kind, event, payload, socket, show)}"
         )
         raise AssertionError(msg)
     if not present and found is not None:
@@ -551,13 +551,14 @@ def _arrived(
     is_kind: Callable[[Any, str], bool],
     event: str,
     payload: PayloadMatch,
-    source: object,
+    socket: Socket | None,
     show: Redactor,
 ) -> str:
     """What came instead: the same event's payloads and why the first fails, or the rest."""
-    same = [item for item in mailbox().items(source) if is_kind(item, event)]
+    items = mailbox().items(_source(socket))
+    same = [item for item in items if is_kind(item, event) and _on(item, socket)]
     if not same:
-        return f"mailbox: {_summary(source, show)}"
+        return f"mailbox: {_summary(items, show)}"
     shown = ", ".join(show.preview(item.payload) for item in same[:3])
     more = f" (and {len(same) - 3} more)" if len(same) > 3 else ""
     return f"got {event!r} with {shown}{more}; first: {_why(payload, same[0].payload, show)}"
@@ -571,8 +572,13 @@ def _item(item: Any, show: Redactor) -> str:
     return f"{type(item).__name__}({show.preview(event)}, {show.preview(payload)})"
 
 
-def _summary(source: object = None, show: Redactor | None = None) -> str:
-    items = mailbox().items(source)
+def _name(socket: Socket, show: Redactor) -> str:
+    """A socket's repr shows its assigns, which may hold secrets: name it by id and topic."""
+    return f"socket id={show.preview(socket.id)} topic={show.preview(socket.topic)}"
+
+
+def _summary(items: list[Any] | None = None, show: Redactor | None = None) -> str:
+    items = mailbox().items() if items is None else items
     if not items:
         return "(empty)"
     shown = ", ".join(_item(item, show or redactor()) for item in items[-10:])

@@ -168,11 +168,15 @@ def test_failure_messages_are_redacted_and_short(endpoint: Endpoint) -> None:
 
 
 def test_assert_push_for_one_of_two_sockets_in_one_thread(endpoint: Endpoint) -> None:
-    alice, bob = _room(endpoint, "kit:shared"), _room(endpoint, "kit:shared")
+    alice = _room(endpoint, "kit:shared")
+    bob = _room(endpoint, "kit:shared", password="hunter2")
     _push(alice, "ping", {"n": 1})
     ct.refute_push("ping", socket=bob)
-    with pytest.raises(AssertionError, match="Expected a push of 'ping' on"):
+    with pytest.raises(AssertionError) as failure:
         ct.assert_push("ping", timeout=0.05, socket=bob)
+    message = str(failure.value)
+    assert "Expected a push of 'ping' on socket id=None topic='kit:shared'" in message
+    assert "hunter2" not in message and "mailbox: (empty)" in message
     assert ct.assert_push("ping", {"n": 1}, socket=alice) == {"n": 1}
     endpoint.broadcast("kit:shared", "all", {"n": 2})
     ct.assert_push("all", {"n": 2}, socket=bob)
@@ -183,8 +187,10 @@ def test_assert_push_for_one_of_two_sockets_in_one_thread(endpoint: Endpoint) ->
 def test_a_channel_socket_narrows_to_its_topic(endpoint: Endpoint) -> None:
     sock = ct.socket(KitSocket, None, {}, endpoint=endpoint)
     one, two = ct.join(sock, "kit:one")[2], ct.join(sock, "kit:two")[2]  # type: ignore[misc]
-    _push(one, "ev", {})
+    _push(one, "ev", {"n": 1})
     ct.refute_push("ev", socket=two)
+    with pytest.raises(AssertionError, match=r"mailbox: Message\('ev', \{'n': 1\}\)$"):
+        ct.assert_push("ev", timeout=0.05, socket=two)  # what its connection holds
     ct.assert_push("ev", socket=sock)  # the connection's socket: any of its topics
     _push(one, "ev", {})
     ct.assert_push("ev", socket=one)
