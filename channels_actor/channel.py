@@ -124,8 +124,11 @@ class Channel:
         """Clean up; called exactly once per join, by the supervisor.
 
         ``reason`` is ``("shutdown", "left")``, ``("shutdown", "closed")``, a
-        ``stop`` reason, ``("error", exception)`` after a crash, or
-        ``("shutdown", "duplicate_join")``. The return value is ignored.
+        ``stop`` reason, ``("error", exception)`` after a crash,
+        ``("shutdown", "duplicate_join")``, or the bare string ``"shutdown"``
+        after ``join`` refused with ``("error", reply)`` (as in Phoenix, whose
+        channel server stops with ``:shutdown`` then; the socket has
+        ``joined == False``). The return value is ignored.
         """
 
 

@@ -21,6 +21,13 @@ Example::
     ct.assert_reply(ref, "ok")
     ct.assert_broadcast("new_msg", {"body": "hi"})
     endpoint.stop()
+
+Payloads given to ``assert_*`` / ``refute_*`` are patterns, as in Elixir's
+``assert_push "ev", %{"a" => 1}``: a mapping matches any payload with at least
+its keys (recursively), ``Exact({...})`` allows no other keys, ``ANY`` matches
+any value and a callable is a predicate (see ``_patterns``). Items are tagged
+with the connection that received them, so ``assert_push(..., socket=sock)``
+tells two sockets of one test thread apart.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 from ._constants import PHX_JOIN, PHX_LEAVE
 from ._messages import GetSocket
+from ._patterns import ANY, Exact, describe, mismatch
+from ._redact import Redactor, redactor, redactor_for
 from .endpoint import Endpoint, Refused
 from .handler import SocketHandler
 from .message import Broadcast, Message, Reply
@@ -46,10 +55,15 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 __all__ = [
+    "ANY",
+    "Exact",
     "Mailbox",
     "assert_broadcast",
+    "assert_presence_diff",
+    "assert_presence_state",
     "assert_push",
     "assert_reply",
+    "assert_terminated",
     "broadcast_from",
     "close",
     "connect",
@@ -66,7 +80,7 @@ __all__ = [
     "subscribe_and_join",
 ]
 
-PayloadMatch = Union[None, Mapping[str, Any], bytes, Callable[[Any], bool]]
+PayloadMatch = Union[None, Mapping[str, Any], Exact, bytes, Callable[[Any], bool]]
 
 _refs = itertools.count(1)
 _SERIALIZER = NoopSerializer()
@@ -74,35 +88,45 @@ REFUTE_TIMEOUT = 0.1
 
 
 class Mailbox:
-    """What one test thread has received; items are taken out by matching."""
+    """What one test thread has received; items are taken out by matching.
+
+    Each item keeps its ``source``: the transport of the kit connection that
+    received it (``None`` for broadcasts to a ``subscribe_and_join``
+    subscription), so assertions can ask for what one socket got.
+    """
 
     def __init__(self) -> None:
-        self._items: list[Any] = []
+        self._items: list[tuple[Any, object]] = []
         self._cond = threading.Condition()
         self.disconnects: list[str] = []
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any, source: object = None) -> None:
         with self._cond:
-            self._items.append(item)
+            self._items.append((item, source))
             self._cond.notify_all()
 
-    def take(self, match: Callable[[Any], bool], timeout: float) -> Any | None:
-        """Remove and return the first item for which ``match`` is true, or None."""
+    def take(
+        self, match: Callable[[Any], bool], timeout: float, source: object = None
+    ) -> Any | None:
+        """Remove and return the first item for which ``match`` is true, or None.
+
+        With ``source``, only items received by that source are considered.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for index, item in enumerate(self._items):
-                    if match(item):
-                        return self._items.pop(index)
+                for index, (item, origin) in enumerate(self._items):
+                    if (source is None or origin is source) and match(item):
+                        return self._items.pop(index)[0]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
 
-    def items(self) -> list[Any]:
-        """A copy of what is waiting, oldest first."""
+    def items(self, source: object = None) -> list[Any]:
+        """A copy of what is waiting (from ``source`` only, if given), oldest first."""
         with self._cond:
-            return list(self._items)
+            return [item for item, origin in self._items if source is None or origin is source]
 
     def clear(self) -> None:
         """Drop everything waiting, and the record of disconnects."""
@@ -150,7 +174,11 @@ def _handler(handler: type[SocketHandler] | SocketHandler) -> SocketHandler:
 
 def _open(endpoint: Endpoint, socket: Socket) -> Socket:
     box = mailbox()
-    transport = MemoryTransport(box.put, box.disconnects.append)
+
+    def sink(frame: Any) -> None:
+        box.put(frame, transport)  # tagged, for assertions given socket=
+
+    transport = MemoryTransport(sink, box.disconnects.append)
     connection = endpoint.open_connection(socket, transport)
     return connection.socket
 
@@ -281,17 +309,30 @@ def close(socket: Socket, timeout: float = 5.0) -> None:
 
     Returns once ``terminate`` has run.
     """
-    ref = socket.channel_ref
-    if ref is None:
+    if socket.channel_ref is None:
         msg = "close() needs the channel socket returned by join()"
         raise ValueError(msg)
     _connection(socket).shutdown_channel(_topic(socket), ("shutdown", "closed"))
+    assert_terminated(socket, timeout)
+
+
+def assert_terminated(socket: Socket, timeout: float = 1.0) -> None:
+    """Wait until the channel of ``socket`` has ended and its ``terminate`` has run.
+
+    For what ends a channel without waiting: ``leave``, a ``stop`` result, a
+    crash, a duplicate join. ``socket`` is the channel socket from ``join()``.
+    """
+    ref = socket.channel_ref
+    if ref is None:
+        msg = "assert_terminated() needs the channel socket returned by join()"
+        raise ValueError(msg)
     if not ref.actor_stopped.wait(timeout):
-        msg = f"The channel on {socket.topic!r} did not stop within {timeout}s"
+        msg = f"Expected the channel on {socket.topic!r} to stop within {timeout}s"
         raise AssertionError(msg)
     endpoint = socket.endpoint
     assert endpoint is not None
-    # channel_count asks the supervisor: its FIFO inbox has run terminate once it answers.
+    # The actor told the supervisor ChannelExited before it stopped, and channel_count
+    # asks the supervisor: its FIFO inbox has run terminate once it answers.
     endpoint.channel_count(timeout)
 
 
@@ -306,15 +347,24 @@ def broadcast_from(socket: Socket, event: str, payload: Mapping[str, Any] | byte
 
 
 def assert_reply(ref: str, status: str, payload: PayloadMatch = None, timeout: float = 1.0) -> Any:
-    """Wait for the reply to ``ref`` and check its status (and payload); return the payload."""
+    """Wait for the reply to ``ref``, check its status and that its payload matches; return it.
+
+    ``payload`` is a pattern (a subset mapping, ``Exact``, ``ANY``, a callable).
+    """
     reply = _take_reply(ref, timeout)
     if reply is None:
         msg = f"Expected a reply to ref {ref!r} within {timeout}s; mailbox: {_summary()}"
         raise AssertionError(msg)
-    if reply.status != status or not _matches(payload, reply.payload):
+    show = redactor()
+    why = (
+        f"status: expected {status!r}, got {show.preview(reply.status)}"
+        if reply.status != status
+        else _why(payload, reply.payload, show)
+    )
+    if why is not None:
         msg = (
-            f"Expected reply ({status!r}, {_describe(payload)}) to ref {ref!r}, "
-            f"got ({reply.status!r}, {reply.payload!r})"
+            f"Expected reply ({status!r}, {_describe(payload, show)}) to ref {ref!r}, "
+            f"got ({show.preview(reply.status)}, {show.preview(reply.payload)}): {why}"
         )
         raise AssertionError(msg)
     return reply.payload
@@ -331,54 +381,130 @@ def refute_reply(ref: str, status: str | None = None, timeout: float = REFUTE_TI
         timeout,
     )
     if found is not None:
-        msg = f"Expected no reply to ref {ref!r}, got {found!r}"
+        msg = f"Expected no reply to ref {ref!r}, got {_item(found, redactor())}"
         raise AssertionError(msg)
 
 
-def assert_push(event: str, payload: PayloadMatch = None, timeout: float = 1.0) -> Any:
-    """Wait for a push (or fastlane broadcast) of ``event`` matching ``payload``; return it."""
-    return _expect("a push", lambda item: _is_push(item, event, payload), event, payload, timeout)
+def assert_push(
+    event: str,
+    payload: PayloadMatch = None,
+    timeout: float = 1.0,
+    *,
+    socket: Socket | None = None,
+) -> Any:
+    """Wait for a push (or fastlane broadcast) of ``event`` matching ``payload``; return it.
+
+    With ``socket``, only what that socket received counts: a socket from
+    ``socket()``/``connect()`` means any topic of its connection, a channel
+    socket from ``join()`` means its topic only.
+    """
+    return _expect("push", _is_push, event, payload, timeout, socket=socket)
 
 
-def refute_push(event: str, payload: PayloadMatch = None, timeout: float = REFUTE_TIMEOUT) -> None:
+def refute_push(
+    event: str,
+    payload: PayloadMatch = None,
+    timeout: float = REFUTE_TIMEOUT,
+    *,
+    socket: Socket | None = None,
+) -> None:
     """Fail if a push of ``event`` matching ``payload`` arrives within ``timeout``."""
-    _refute("push", lambda item: _is_push(item, event, payload), event, payload, timeout)
+    _expect("push", _is_push, event, payload, timeout, socket=socket, present=False)
 
 
 def assert_broadcast(event: str, payload: PayloadMatch = None, timeout: float = 1.0) -> Any:
     """Wait for a broadcast of ``event`` to a topic joined with ``subscribe_and_join``."""
-    return _expect(
-        "a broadcast", lambda item: _is_broadcast(item, event, payload), event, payload, timeout
-    )
+    return _expect("broadcast", _is_broadcast, event, payload, timeout, socket=None)
 
 
 def refute_broadcast(
     event: str, payload: PayloadMatch = None, timeout: float = REFUTE_TIMEOUT
 ) -> None:
     """Fail if a broadcast of ``event`` matching ``payload`` arrives within ``timeout``."""
-    _refute("broadcast", lambda item: _is_broadcast(item, event, payload), event, payload, timeout)
+    _expect("broadcast", _is_broadcast, event, payload, timeout, socket=None, present=False)
+
+
+def assert_presence_state(
+    state: PayloadMatch = None, timeout: float = 1.0, *, socket: Socket | None = None
+) -> Any:
+    """Wait for a ``presence_state`` push; ``state`` maps each presence key to a pattern.
+
+    The keys must be exactly those given (``{"u1": ANY}`` fails if ``"u2"`` is
+    there too); each value is matched as a pattern, e.g.
+    ``{"u1": {"metas": [{"name": "ada"}]}}``. Returns the payload.
+    """
+    return assert_push("presence_state", _keys_exactly(state), timeout, socket=socket)
+
+
+def assert_presence_diff(
+    joins: PayloadMatch = None,
+    leaves: PayloadMatch = None,
+    timeout: float = 1.0,
+    *,
+    socket: Socket | None = None,
+) -> Any:
+    """Wait for a ``presence_diff`` push whose ``joins`` and ``leaves`` match.
+
+    Each of ``joins`` / ``leaves`` names exactly the keys that joined / left
+    (``leaves={}``: nobody left), values matched as patterns; ``None`` (the
+    default) accepts any. Returns the payload.
+    """
+    pattern: dict[str, Any] = {}
+    if joins is not None:
+        pattern["joins"] = _keys_exactly(joins)
+    if leaves is not None:
+        pattern["leaves"] = _keys_exactly(leaves)
+    return assert_push("presence_diff", pattern, timeout, socket=socket)
+
+
+def _keys_exactly(pattern: PayloadMatch) -> PayloadMatch:
+    if isinstance(pattern, Mapping) and not isinstance(pattern, Exact):
+        return Exact(pattern)
+    return pattern
 
 
 def _expect(
-    kind: str, match: Callable[[Any], bool], event: str, payload: PayloadMatch, timeout: float
+    kind: str,
+    is_kind: Callable[[Any, str], bool],
+    event: str,
+    payload: PayloadMatch,
+    timeout: float,
+    *,
+    socket: Socket | None,
+    present: bool = True,
 ) -> Any:
-    found = mailbox().take(match, timeout)
-    if found is None:
+    """Take the first match; fail if there is none (``present``) or if there is one."""
+    source, show = _source(socket), _redactor(socket)
+    found = mailbox().take(_matcher(is_kind, event, payload, socket, show), timeout, source)
+    if present and found is None:
+        where = "" if socket is None else f" on {_name(socket, show)}"
         msg = (
-            f"Expected {kind} of {event!r} with {_describe(payload)} within {timeout}s; "
-            f"mailbox: {_summary()}"
+            f"Expected a {kind} of {event!r}{where} matching {_describe(payload, show)} "
+            f"within {timeout}s; {_arrived(is_kind, event, payload, socket, show)}"
         )
         raise AssertionError(msg)
-    return found.payload
-
-
-def _refute(
-    kind: str, match: Callable[[Any], bool], event: str, payload: PayloadMatch, timeout: float
-) -> None:
-    found = mailbox().take(match, timeout)
-    if found is not None:
-        msg = f"Expected no {kind} of {event!r} with {_describe(payload)}, got {found!r}"
+    if not present and found is not None:
+        msg = (
+            f"Expected no {kind} of {event!r} matching {_describe(payload, show)}, "
+            f"got {_item(found, show)}"
+        )
         raise AssertionError(msg)
+    return None if found is None else found.payload
+
+
+def _matcher(
+    is_kind: Callable[[Any, str], bool],
+    event: str,
+    payload: PayloadMatch,
+    socket: Socket | None,
+    show: Redactor,
+) -> Callable[[Any], bool]:
+    def match(item: Any) -> bool:
+        return (
+            is_kind(item, event) and _on(item, socket) and _why(payload, item.payload, show) is None
+        )
+
+    return match
 
 
 # helpers -----------------------------------------------------------------------------
@@ -391,29 +517,72 @@ def _take_reply(ref: str, timeout: float) -> Reply | None:
     return found
 
 
-def _is_push(item: Any, event: str, payload: PayloadMatch) -> bool:
-    return isinstance(item, Message) and item.event == event and _matches(payload, item.payload)
+def _is_push(item: Any, event: str) -> bool:
+    return isinstance(item, Message) and item.event == event
 
 
-def _is_broadcast(item: Any, event: str, payload: PayloadMatch) -> bool:
-    return isinstance(item, Broadcast) and item.event == event and _matches(payload, item.payload)
+def _is_broadcast(item: Any, event: str) -> bool:
+    return isinstance(item, Broadcast) and item.event == event
 
 
-def _matches(expected: PayloadMatch, actual: Any) -> bool:
-    if expected is None:
-        return True
-    if callable(expected) and not isinstance(expected, Mapping):
-        return bool(expected(actual))
-    return bool(expected == actual)
+def _source(socket: Socket | None) -> object:
+    return None if socket is None else _connection(socket).transport
 
 
-def _describe(payload: PayloadMatch) -> str:
-    return "any payload" if payload is None else repr(payload)
+def _on(item: Any, socket: Socket | None) -> bool:
+    """A channel socket also narrows to its topic; a connection's socket has none."""
+    return socket is None or socket.topic is None or item.topic == socket.topic
 
 
-def _summary() -> str:
-    items = mailbox().items()
-    return repr(items[-10:]) if items else "(empty)"
+def _redactor(socket: Socket | None) -> Redactor:
+    return redactor() if socket is None else redactor_for(socket)
+
+
+def _why(pattern: PayloadMatch, actual: Any, show: Redactor) -> str | None:
+    """Why ``actual`` does not match (``None``: it does). ``None`` as pattern: any payload."""
+    return None if pattern is None else mismatch(pattern, actual, show)
+
+
+def _describe(payload: PayloadMatch, show: Redactor) -> str:
+    return "any payload" if payload is None else describe(payload, show)
+
+
+def _arrived(
+    is_kind: Callable[[Any, str], bool],
+    event: str,
+    payload: PayloadMatch,
+    socket: Socket | None,
+    show: Redactor,
+) -> str:
+    """What came instead: the same event's payloads and why the first fails, or the rest."""
+    items = mailbox().items(_source(socket))
+    same = [item for item in items if is_kind(item, event) and _on(item, socket)]
+    if not same:
+        return f"mailbox: {_summary(items, show)}"
+    shown = ", ".join(show.preview(item.payload) for item in same[:3])
+    more = f" (and {len(same) - 3} more)" if len(same) > 3 else ""
+    return f"got {event!r} with {shown}{more}; first: {_why(payload, same[0].payload, show)}"
+
+
+def _item(item: Any, show: Redactor) -> str:
+    if isinstance(item, Reply):
+        return f"Reply({item.ref!r}, {show.preview(item.status)}, {show.preview(item.payload)})"
+    event = getattr(item, "event", None)
+    payload = getattr(item, "payload", item)
+    return f"{type(item).__name__}({show.preview(event)}, {show.preview(payload)})"
+
+
+def _name(socket: Socket, show: Redactor) -> str:
+    """A socket's repr shows its assigns, which may hold secrets: name it by id and topic."""
+    return f"socket id={show.preview(socket.id)} topic={show.preview(socket.topic)}"
+
+
+def _summary(items: list[Any] | None = None, show: Redactor | None = None) -> str:
+    items = mailbox().items() if items is None else items
+    if not items:
+        return "(empty)"
+    shown = ", ".join(_item(item, show or redactor()) for item in items[-10:])
+    return f"{len(items)} items, last: {shown}" if len(items) > 10 else shown
 
 
 def _topic(socket: Socket) -> str:

@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "serializers.v2_json",
             "serializers.negotiate",
             "socket",
+            "_patterns",
             "results",
             "transports",
             "transports.base",

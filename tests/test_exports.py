@@ -12,6 +12,7 @@ import inspect
 import pathlib
 
 import channels_actor
+from channels_actor import testing
 
 # name -> signature (callables) or the names of the public methods (classes)
 EXPECTED_NAMES = {
@@ -107,6 +108,33 @@ METHODS = {
     },
 }
 
+# channels_actor.testing (Phoenix.ChannelTest): its names, and the signatures of its functions
+TESTING_FUNCTIONS = {
+    "assert_broadcast": "(event, payload=None, timeout=1.0)",
+    "assert_presence_diff": "(joins=None, leaves=None, timeout=1.0, *, socket=None)",
+    "assert_presence_state": "(state=None, timeout=1.0, *, socket=None)",
+    "assert_push": "(event, payload=None, timeout=1.0, *, socket=None)",
+    "assert_reply": "(ref, status, payload=None, timeout=1.0)",
+    "assert_terminated": "(socket, timeout=1.0)",
+    "broadcast_from": "(socket, event, payload)",
+    "close": "(socket, timeout=5.0)",
+    "connect": "(handler, params=None, connect_info=None, *, endpoint=None)",
+    "default_endpoint": "()",
+    "join": "(socket, topic_or_channel, topic_or_payload=None, payload=None, *, timeout=1.0)",
+    "leave": "(socket)",
+    "mailbox": "()",
+    "push": "(socket, event, payload=None)",
+    "refute_broadcast": "(event, payload=None, timeout=0.1)",
+    "refute_push": "(event, payload=None, timeout=0.1, *, socket=None)",
+    "refute_reply": "(ref, status=None, timeout=0.1)",
+    "socket": "(handler, id=None, assigns=None, *, endpoint=None)",
+    "stop_default_endpoint": "()",
+    "subscribe_and_join": (
+        "(socket, topic_or_channel, topic_or_payload=None, payload=None, *, timeout=1.0)"
+    ),
+}
+TESTING_NAMES = {"ANY", "Exact", "Mailbox", *TESTING_FUNCTIONS}
+
 SOCKET_FIELDS = (
     "topic",
     "assigns",
@@ -152,6 +180,12 @@ def test_method_signatures() -> None:
         cls = getattr(channels_actor, cls_name)
         for method, expected in methods.items():
             assert _params(getattr(cls, method)) == expected, f"{cls_name}.{method}"
+
+
+def test_testing_kit_names_and_signatures() -> None:
+    assert set(testing.__all__) == TESTING_NAMES
+    for name, expected in TESTING_FUNCTIONS.items():
+        assert _params(getattr(testing, name)) == expected, name
 
 
 def test_socket_fields_and_immutability() -> None:

@@ -18,20 +18,31 @@ def test_quick_start_has_exactly_two_commands() -> None:
     assert "channels_actor demo" in commands[0] and "pytest" in commands[1]
 
 
+KIT = [block for block in BLOCKS if "\ndef test_" in block or block.startswith("def test_")]
+
+
 def test_readme_examples_run() -> None:
+    """The server block, then every testing-section block on top of it, each test_ called."""
     server = BLOCKS[0]
-    (kit,) = [block for block in BLOCKS if "def test_room" in block]
+    assert [block for block in KIT if "def test_room" in block]
     assert server.rstrip().splitlines()[-1].startswith("endpoint.serve(")
     namespace: dict[str, object] = {}
     exec(compile("\n".join(server.rstrip().splitlines()[:-1]), "README-server", "exec"), namespace)
-    exec(compile(kit, "README-testing", "exec"), namespace)
-    namespace["test_room"]()  # type: ignore[operator]
-    namespace["endpoint"].stop()  # type: ignore[attr-defined]
+    server_endpoint = namespace["endpoint"]
+    called = []
+    for number, block in enumerate(KIT):
+        exec(compile(block, f"README-testing-{number}", "exec"), namespace)
+        for name in [name for name in namespace if name.startswith("test_")]:
+            if name not in called:
+                namespace[name]()  # type: ignore[operator]
+                called.append(name)
+    assert called == ["test_room", "test_two_sockets", "test_presence_pushes"]
+    server_endpoint.stop()  # type: ignore[attr-defined]
 
 
 def test_the_other_examples_run() -> None:
     """Each remaining block builds what it shows (a RedisPubSub connects only when started)."""
-    others = [block for block in BLOCKS[1:] if "def test_room" not in block]
+    others = [block for block in BLOCKS[1:] if block not in KIT]
     assert others
     for number, block in enumerate(others):
         namespace: dict[str, object] = {"__name__": f"readme_block_{number}"}  # Flask(__name__)

@@ -396,7 +396,7 @@ def test_stop_with_reply_replies_first(endpoint: Endpoint, events: Events) -> No
     sock = _join(endpoint, "rooms:t2", events)
     ref = ct.push(sock, "stop_with_reply")
     ct.assert_reply(ref, "ok", {"bye": True})
-    ct.assert_push("phx_close", {})
+    ct.assert_push("phx_close", ct.Exact({}))
     assert _terminations(events)[0][2] == "normal"
 
 
@@ -445,7 +445,7 @@ def test_stop_from_handle_out_and_handle_info(endpoint: Endpoint, events: Events
 def test_leave_replies_ok_then_closes_and_terminates_left(endpoint: Endpoint, events: Events) -> None:
     sock = _join(endpoint, "rooms:l1", events, push_in_terminate=True)
     ref = ct.leave(sock)
-    ct.assert_reply(ref, "ok", {})
+    ct.assert_reply(ref, "ok", ct.Exact({}))
     ct.assert_push("phx_close")
     (term,) = _terminations(events)
     assert term[2] == ("shutdown", "left")
@@ -480,9 +480,9 @@ def test_messages_for_unjoined_topics(endpoint: Endpoint) -> None:
     conn.receive(Message("rooms:u1", "anything", {}, "900", "901"))
     assert ct.assert_reply("900", "error", {"reason": "unmatched topic"})
     conn.receive(Message("rooms:u1", "phx_leave", {}, "902", "903"))
-    ct.assert_reply("902", "ok", {})
+    ct.assert_reply("902", "ok", ct.Exact({}))
     conn.receive(Message("phoenix", "heartbeat", {}, "904", None))
-    ct.assert_reply("904", "ok", {})
+    ct.assert_reply("904", "ok", ct.Exact({}))
 
 
 def test_endpoint_stop_drains_every_channel_with_closed(actor_mode: str, events: Events) -> None:
