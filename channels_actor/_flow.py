@@ -18,7 +18,9 @@ is slowed by the mailbox of the PubSub. Here the slowing is explicit:
   quarter of its ``max_buffer`` waiting (beyond the chunk being written; it
   counts itself as *congested* until it is back under a sixteenth).
 * **Publishers** are the connections whose channels have broadcast
-  (:meth:`FlowControl.published`, called by ``broadcast``). While pressure
+  (:meth:`FlowControl.published`, called by ``broadcast``; the reactor also
+  looks after each read from one, :meth:`FlowControl.read`, so a flood read
+  ahead of a channel that is slow to run is caught too). While pressure
   is on, the reactor stops reading from them (their sockets leave the
   selector's read set), so their kernel buffers fill and TCP slows the
   clients down. Nothing they sent is lost; it is read later. The time they
@@ -130,6 +132,21 @@ class FlowControl:
         if self._paused_since is None and (
             self._queue_depth() + backlog() > self._queue_high or self._draining_congested()
         ):
+            self._pause()
+
+    def read(self, publisher: Pausable) -> None:
+        """The reactor has just read from ``publisher``: pause if pressured (reactor thread).
+
+        ``published`` looks when a channel broadcasts; this looks when the
+        reactor reads ahead of it. Without it, a channel whose worker does not
+        get to run (a loaded machine) would let the reactor read its client's
+        flood into the mailbox unchecked, and the burst that follows could
+        overrun the subscribers. Only connections that have published count.
+        """
+        backlog = self._publishers.get(publisher)
+        if backlog is None or self._paused_since is not None:
+            return
+        if self._queue_depth() + backlog() > self._queue_high:
             self._pause()
 
     def congested(self, connection: Pausable) -> None:

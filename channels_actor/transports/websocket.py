@@ -481,6 +481,8 @@ class WebSocketTransport:
             self._lost()
             return
         self.feed(data)
+        if self._flow is not None:
+            self._flow.read(self)
 
     def feed(self, data: bytes) -> None:
         """Process bytes from the client (reactor thread)."""

@@ -30,12 +30,17 @@ from tests.integration.wsclient import Client
 
 
 class FlowChannel(Channel):
+    gate: ClassVar[threading.Event] = threading.Event()
+
     def join(self, topic: str, payload: Any, socket: Socket) -> Any:
         return ("ok", socket)
 
     def handle_in(self, event: str, payload: Any, socket: Socket) -> Any:
         if event == "flood":
             broadcast_from(socket, "msg", payload)
+            return ("noreply", socket)
+        if event == "hold":  # the channel's worker is busy until the test lets it go
+            assert FlowChannel.gate.wait(10)
             return ("noreply", socket)
         if event == "big":
             try:
@@ -308,6 +313,40 @@ def test_a_flooding_publisher_is_paused_and_no_subscriber_is_dropped(
             reader.wait(10)
         if reader.stdout is not None:
             reader.stdout.close()
+
+
+def test_a_flood_read_ahead_of_a_busy_channel_is_paused(
+    start: Any, actor_mode: str, paused: threading.Event
+) -> None:
+    # The channel cannot run (its worker is held, as on a loaded machine), so
+    # it broadcasts nothing: only the reactor's look after each read can see
+    # that the client's messages pile up in the mailbox, and stop reading.
+    FlowChannel.gate.clear()
+    ep, port = start(actor_mode=actor_mode)
+    topic = "flow:readahead"
+    subscriber, flooder = Client(port), RawClient(port)
+    try:
+        subscriber.join(topic)
+        assert flooder.join(topic)["status"] == "ok"
+        flooder.send("1", "2", topic, "flood", {"seq": -1})  # it has published once
+        assert subscriber.recv(5)[4] == {"seq": -1}
+        total, pad = 2000, "r" * 500
+        blob = message("1", "3", topic, "hold", {}) + b"".join(
+            message("1", str(i), topic, "flood", {"seq": i, "pad": pad}) for i in range(total)
+        )
+        sender = threading.Thread(target=flooder.sock.sendall, args=(blob,), name="test-flooder")
+        sender.start()
+        assert paused.wait(10), "the reactor read the flood into a mailbox nobody was taking"
+        FlowChannel.gate.set()
+        for i in range(total):  # then everything, in order
+            assert subscriber.recv(10)[4] == {"seq": i, "pad": pad}
+        sender.join(10)
+        assert not sender.is_alive()
+        assert ep.counters.get("slow_consumer_closed") == 0
+    finally:
+        FlowChannel.gate.set()
+        subscriber.close()
+        flooder.close()
 
 
 def _congest(ep: Endpoint, topic: str, slow: RawClient, publisher: RawClient) -> None:
