@@ -74,6 +74,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_channel_server",
             "_runtime",
             "presence.tracker",
+            "presence.publisher",
         },
     ),
     ("connection", {"connection"}),

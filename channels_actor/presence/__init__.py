@@ -21,7 +21,9 @@ are sent as one diff per topic. A channel that ends, for any reason, leaves.
 
 The state has one owner, the tracker actor (:mod:`.tracker`), over a plain
 state (:mod:`.state`, whose doc also says how replication across nodes comes
-next) and a diff window (:mod:`.diffs`).
+next) and a diff window (:mod:`.diffs`); a second actor (:mod:`.publisher`)
+runs ``fetch`` on each diff and broadcasts it, so a slow ``fetch`` holds up
+no track.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import pykka
 from ..errors import ChannelError, ChannelTimeout, ConfigurationError
 from ..serializers.base import encode_payload
 from ..socket import Socket
-from .diffs import Presences
+from .diffs import Presences, Publish
+from .publisher import Diff, DiffPublisher
 from .state import AlreadyTracked
 from .tracker import GetByKey, List, OwnerDown, Track, Tracker, Untrack, Update
 
@@ -75,6 +78,7 @@ class Presence:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._tracker: pykka.ActorRef[Tracker] | None = None
+        self._publisher: pykka.ActorRef[DiffPublisher] | None = None
         endpoint.attach(self)
 
     def __repr__(self) -> str:
@@ -157,22 +161,31 @@ class Presence:
                 pass  # stopped meanwhile: nothing to leave
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the tracker (the endpoint does, when it stops); its state is dropped."""
+        """Stop the tracker, then the publisher after the diffs it was told
+        (the endpoint does, when it stops); the state is dropped."""
         with self._lock:
             tracker, self._tracker = self._tracker, None
-        if tracker is not None and tracker.is_alive():
-            try:
-                tracker.stop(block=True, timeout=timeout)
-            except pykka.Timeout:
-                logger.warning("The presence tracker did not stop within %.1fs", timeout)
+            publisher, self._publisher = self._publisher, None
+        for actor in (tracker, publisher):
+            if actor is not None and actor.is_alive():
+                try:
+                    actor.stop(block=True, timeout=timeout)
+                except pykka.Timeout:
+                    logger.warning("%s did not stop within %.1fs", actor, timeout)
 
     def _ref(self) -> pykka.ActorRef[Tracker]:
+        tracker = self._tracker
+        if tracker is not None and tracker.is_alive():
+            return tracker  # no lock on the hot path
         with self._lock:
             tracker = self._tracker
             if tracker is None or not tracker.is_alive():
                 self.endpoint.start_runtime()
                 node = self.endpoint.pubsub.node_name
-                tracker = Tracker.start(node, self._publish, self.broadcast_period)
+                publisher = self._publisher
+                if publisher is None or not publisher.is_alive():
+                    publisher = self._publisher = DiffPublisher.start(self._send_diff)
+                tracker = Tracker.start(node, _teller(publisher), self.broadcast_period)
                 self._tracker = tracker
             return tracker
 
@@ -186,13 +199,25 @@ class Presence:
             msg = "The presence tracker has stopped (the endpoint is stopping)"
             raise ChannelError(msg) from None
 
-    def _publish(self, topic: str, joins: Presences, leaves: Presences) -> None:
-        """Send one ``presence_diff`` to this node's subscribers (the tracker's thread)."""
+    def _send_diff(self, topic: str, joins: Presences, leaves: Presences) -> None:
+        """Send one ``presence_diff`` to this node's subscribers (the publisher's thread)."""
         diff = {
             "joins": self.fetch(topic, joins) if joins else {},
             "leaves": self.fetch(topic, leaves) if leaves else {},
         }
         self.endpoint.pubsub.local_broadcast(topic, "presence_diff", diff)
+
+
+def _teller(publisher: pykka.ActorRef[DiffPublisher]) -> Publish:
+    """The tracker's ``publish``: a tell to the publisher, so the tracker never waits."""
+
+    def publish(topic: str, joins: Presences, leaves: Presences) -> None:
+        try:
+            publisher.tell(Diff(topic, joins, leaves))
+        except pykka.ActorDeadError:
+            logger.debug("presence_diff of %.80r dropped: the Presence has stopped", topic)
+
+    return publish
 
 
 def _target(

@@ -16,15 +16,18 @@ phoenix.js applies a diff's joins, then its leaves, each matched by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .state import Entry
 
-__all__ = ["DiffBuffer", "Presences"]
+__all__ = ["DiffBuffer", "Presences", "Publish"]
 
 #: ``{key: {"metas": [meta, ...]}}``, the shape of ``presence_state`` and of each side of a diff.
 Presences = dict[str, dict[str, list[Mapping[str, Any]]]]
+
+#: ``publish(topic, joins, leaves)``: hand on one topic's diff.
+Publish = Callable[[str, Presences, Presences], Any]
 
 
 class _TopicDiff:

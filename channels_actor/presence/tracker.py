@@ -13,8 +13,9 @@ Each change also goes to the :class:`~.diffs.DiffBuffer`. With
 Phoenix; otherwise the first change of a window sets a timer (the process's
 timer thread tells ``Flush``) and the flush then publishes one diff per
 changed topic, however many changes the window held. Publishing is the
-Presence's ``publish`` callback, run here, in order, so diffs of one topic
-leave in the order they were made.
+Presence's ``publish`` callback, a tell to its diff publisher (which runs the
+slow part, ``fetch``), made here in order, so diffs of one topic leave in the
+order they were made.
 
 The tracker never asks another actor anything; channels' ends arrive as
 ``OwnerDown`` tells from the supervisor's thread.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, NamedTuple
 
 import pykka
@@ -33,7 +34,7 @@ from .._pool import ServiceActor
 from .._redact import preview
 from .._timer import call_later
 from ..errors import ChannelError
-from .diffs import DiffBuffer, Presences
+from .diffs import DiffBuffer, Publish
 from .state import PresenceState
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "GetByKey",
     "List",
     "OwnerDown",
-    "Publish",
     "Track",
     "Tracker",
     "Untrack",
@@ -49,9 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("channels_actor.presence")
-
-#: ``publish(topic, joins, leaves)``: send one ``presence_diff`` (on the tracker's thread).
-Publish = Callable[[str, Presences, Presences], Any]
 
 
 class Track(NamedTuple):

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -344,3 +345,38 @@ def test_tracking_a_channel_that_has_ended_is_refused(served: Served) -> None:
     with pytest.raises(ChannelError, match="ended"):
         served.presence.track(ref, TOPIC, "k", {})
     assert served.presence.list(TOPIC) == {}
+
+
+class SlowFetch(Presence):
+    """Its diffs' fetch waits for ``release``, as a slow database query would."""
+
+    release: threading.Event
+
+    def fetch(self, topic: str, presences: dict[str, Any]) -> dict[str, Any]:
+        if threading.current_thread().name.startswith("channels_actor-presence"):
+            assert self.release.wait(5)  # a diff's fetch, wherever it runs
+        return presences
+
+
+def test_a_slow_fetch_holds_up_no_track(actor_mode: str) -> None:
+    endpoint = Endpoint(actor_mode=actor_mode)
+    endpoint.socket("/socket", PresenceSocket)
+    presence = SlowFetch(endpoint, broadcast_period=0, timeout=1.0)
+    presence.release = threading.Event()
+    PRESENCES[id(endpoint)] = presence
+    server = endpoint.start(host="127.0.0.1", port=0)
+    watcher = Client(server.port, query="vsn=2.0.0&user=watcher")
+    try:
+        join(watcher)  # its own track's diff is now stuck in fetch
+        for number in range(20):
+            presence.track(("owner", number), TOPIC, f"user{number}", {})
+        assert len(presence.list(TOPIC)) == 21
+        presence.release.set()
+        seen: set[str] = set()
+        while len(seen) < 21:
+            seen.update(recv_event(watcher, "presence_diff")["joins"])
+    finally:
+        presence.release.set()
+        watcher.close()
+        endpoint.stop()
+        del PRESENCES[id(endpoint)]
