@@ -380,3 +380,16 @@ def test_a_slow_fetch_holds_up_no_track(actor_mode: str) -> None:
         watcher.close()
         endpoint.stop()
         del PRESENCES[id(endpoint)]
+
+
+def test_a_stopped_endpoint_drops_the_state_and_a_restart_starts_afresh() -> None:
+    endpoint = Endpoint()
+    presence = Presence(endpoint)
+    try:
+        presence.track(("owner", 1), TOPIC, "alice", {})
+        endpoint.stop()  # stops the tracker and publisher too (the leak check would see them)
+        assert presence.list(TOPIC) == {}  # starts the runtime and a new tracker
+        presence.track(("owner", 1), TOPIC, "alice", {})
+        assert list(presence.list(TOPIC)) == ["alice"]
+    finally:
+        endpoint.stop()
