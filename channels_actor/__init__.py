@@ -34,6 +34,8 @@ from .handler import SocketHandler as SocketHandler
 from .message import Broadcast as Broadcast
 from .message import Message as Message
 from .message import Reply as Reply
+from .presence import AlreadyTracked as AlreadyTracked
+from .presence import Presence as Presence
 from .pubsub import PubSub as PubSub
 from .pubsub.redis_adapter import RedisPubSub as RedisPubSub
 from .socket import Socket as Socket
@@ -43,6 +45,7 @@ from .token import Token as Token
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyTracked",
     "BroadcastError",
     "Broadcast",
     "CallbackReturnError",
@@ -54,6 +57,7 @@ __all__ = [
     "Endpoint",
     "InvalidMessageError",
     "Message",
+    "Presence",
     "PubSub",
     "RedisPubSub",
     "Reply",

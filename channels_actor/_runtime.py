@@ -36,6 +36,7 @@ from .supervisor import ChildCount, Children, Supervisor
 
 if TYPE_CHECKING:
     from ._stats import Counters
+    from ._types import RuntimeService
     from .channel import Channel
     from .pubsub import PubSub
     from .socket import Socket
@@ -59,6 +60,8 @@ class Runtime:
         self.pool = ActorPool(pool_size) if actor_mode == "pool" else None
         self.supervisor: pykka.ActorRef[Supervisor]
         self.children = Children()
+        #: Attached services (``Endpoint.attach``): told of each channel's end, stopped last.
+        self.services: list[RuntimeService] = []
         self._lock = threading.Lock()
         self._running = False
 
@@ -77,7 +80,7 @@ class Runtime:
                 self.pool.start()
             self.pubsub.start()
             self.children = Children()
-            self.supervisor = Supervisor.start(self.children)
+            self.supervisor = Supervisor.start(self.children, self.services)
             self._running = True
 
     def start_channel(
@@ -151,6 +154,11 @@ class Runtime:
             self.supervisor.stop(block=True, timeout=timeout)
         except pykka.Timeout:
             logger.warning("The supervisor did not stop within %.1fs", timeout)
+        for service in self.services:
+            try:
+                service.stop(timeout)
+            except Exception:
+                logger.exception("Stopping %r failed", service)
         self.pubsub.stop(timeout)
         if self.pool is not None:
             self.pool.stop(timeout)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .config import EndpointConfig
     from .message import Broadcast
 
-__all__ = ["EndpointRef", "HandlerRef", "Publisher"]
+__all__ = ["EndpointRef", "HandlerRef", "Publisher", "RuntimeService"]
 
 Payload = Mapping[str, Any] | bytes
 
@@ -71,3 +71,18 @@ class HandlerRef(Protocol):
     def id(self, socket: Any) -> str | None: ...
 
     def channel_for(self, topic: str) -> type[Any] | None: ...
+
+
+class RuntimeService(Protocol):
+    """A part attached to an endpoint's runtime (``Endpoint.attach``), such as a Presence.
+
+    It hears of every channel's end, for any reason, and stops with the runtime.
+    """
+
+    def channel_exited(self, ref: Any) -> None:
+        """Channel ``ref`` has ended (on the supervisor's thread, after ``terminate``): be quick."""
+        ...
+
+    def stop(self, timeout: float) -> None:
+        """The runtime stops, its channels already terminated."""
+        ...

@@ -32,6 +32,7 @@ from .transports.wsgi import serve_wsgi
 if TYPE_CHECKING:
     import pykka
 
+    from ._types import RuntimeService
     from .message import Broadcast
     from .serializers import Serializer
     from .server import Server
@@ -273,6 +274,14 @@ class Endpoint:
             )
             raise ConfigurationError(msg)
         return secret
+
+    # services --------------------------------------------------------------------
+
+    def attach(self, service: RuntimeService) -> None:
+        """Attach ``service`` (a ``Presence``): told when each channel ends, stopped with
+        the endpoint (before the PubSub, after every channel has terminated)."""
+        if service not in self._runtime.services:
+            self._runtime.services.append(service)
 
     # serving -------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ lock rather than a message, so that a join does not wake this thread), the
 channel actor tells the supervisor ``ChannelExited`` once when it ends, and
 the supervisor calls ``terminate(reason, socket)`` exactly once, on its own
 thread, with the channel actor already stopped, so ``terminate`` never
-overlaps another callback of that channel.
+overlaps another callback of that channel. Then each attached service
+(``RuntimeService``, such as a Presence) hears of the end, so what it holds
+for that channel goes with it whatever the reason.
 
 ``DrainChannels`` (``Endpoint.stop``) shuts every child down and sets an event
 when the last one has terminated. The supervisor never asks a channel
@@ -21,13 +23,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from ._messages import ChannelExited, DrainChannels, WatchChannel
 from ._pool import ServiceActor
 from ._redact import redactor_for
+
+if TYPE_CHECKING:
+    from ._types import RuntimeService
 
 __all__ = ["ChildCount", "Children", "Supervisor"]
 
@@ -66,9 +71,10 @@ class Supervisor(ServiceActor):
 
     thread_name = "channels_actor-supervisor"
 
-    def __init__(self, children: Children) -> None:
+    def __init__(self, children: Children, services: list[RuntimeService] | None = None) -> None:
         super().__init__()
         self._children = children
+        self._services = services if services is not None else []
         self._drained: list[threading.Event] = []
 
     def on_receive(self, message: Any) -> Any:
@@ -95,6 +101,11 @@ class Supervisor(ServiceActor):
                 type(message.channel).__name__,
                 redactor_for(message.socket).preview(message.reason),
             )
+        for service in self._services:
+            try:
+                service.channel_exited(message.ref)
+            except Exception:
+                logger.exception("%r.channel_exited raised", service)
         if logger.isEnabledFor(logging.DEBUG):
             shown = redactor_for(message.socket).preview(message.reason)
             logger.debug("%s terminated: %s", watched.name, shown)

@@ -16,6 +16,7 @@ from channels_actor import testing
 
 # name -> signature (callables) or the names of the public methods (classes)
 EXPECTED_NAMES = {
+    "AlreadyTracked",
     "Broadcast",
     "BroadcastError",
     "CallbackReturnError",
@@ -28,6 +29,7 @@ EXPECTED_NAMES = {
     "InvalidMessageError",
     "Message",
     "PubSub",
+    "Presence",
     "RedisPubSub",
     "Reply",
     "Socket",
@@ -87,6 +89,7 @@ METHODS = {
         "stop": "(self, timeout=None)",
         "stats": "(self)",
         "channel_count": "(self, timeout=5.0)",
+        "attach": "(self, service)",
         "sign_token": "(self, salt, data, **opts)",
         "verify_token": "(self, salt, token, **opts)",
     },
@@ -105,6 +108,17 @@ METHODS = {
         "start": "(self)",
         "stop": "(self, timeout=5.0)",
         "stats": "(self, timeout=5.0)",
+    },
+    "Presence": {
+        "__init__": "(self, endpoint, *, broadcast_period=0.02, timeout=5.0)",
+        "track": "(self, owner, *args)",
+        "untrack": "(self, owner, *args)",
+        "update": "(self, owner, *args)",
+        "list": "(self, topic)",
+        "get_by_key": "(self, topic, key)",
+        "fetch": "(self, topic, presences)",
+        "channel_exited": "(self, ref)",
+        "stop": "(self, timeout=5.0)",
     },
 }
 
