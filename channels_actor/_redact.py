@@ -36,6 +36,7 @@ __all__ = [
     "REDACTED",
     "Redactor",
     "preview",
+    "preview_broadcast",
     "redactor",
     "redactor_for",
     "shape_of",
@@ -348,6 +349,11 @@ def redactor(keys: tuple[str, ...] = DEFAULT_REDACT_KEYS) -> Redactor:
 def preview(value: object, limit: int | None = None) -> str:
     """:meth:`Redactor.preview` with the default keys, for code that has no endpoint."""
     return redactor().preview(value, limit)
+
+
+def preview_broadcast(event: object, topic: object) -> str:
+    """``'new_msg' to 'rooms:lobby'`` for error messages, each cut to a short preview."""
+    return f"{preview(event)} to {preview(topic)}"
 
 
 def redactor_for(socket: object) -> Redactor:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from .._redact import preview
+from .._redact import preview_broadcast as _what
 from ..errors import BroadcastError, ChannelTimeout, ConfigurationError
 from ..message import Broadcast
 from ..serializers.base import encode_payload
@@ -265,8 +266,3 @@ class PubSub:
             preview(broadcast.event),
             preview(broadcast.topic),
         )
-
-
-def _what(event: str, topic: str) -> str:
-    """``'new_msg' to 'rooms:lobby'`` for error messages, each cut to a short preview."""
-    return f"{preview(event)} to {preview(topic)}"

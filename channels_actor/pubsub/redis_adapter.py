@@ -49,7 +49,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .._redact import preview
+from .._redact import preview, preview_broadcast
 from ..errors import BroadcastError, ConfigurationError, InvalidMessageError
 from ..message import Broadcast
 from ..serializers.base import decode_json
@@ -117,32 +117,14 @@ class RedisAdapter:
             raise ConfigurationError(f"compress_over must be >= 0 or None, got {compress_over!r}")
         if max_pending < 1:
             raise ConfigurationError(f"max_pending must be >= 1, got {max_pending!r}")
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),  # a retried pipeline would publish twice
-            health_check_interval=0,
-        )
+        self._client = _connect(url, socket_timeout, socket_timeout)
         #: the subscription's: its reads block until a message comes, however long
-        self._listener = redis.Redis.from_url(
-            url,
-            socket_timeout=None,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self._listener = _connect(url, None, socket_timeout)
         self._subscription: Any = None
         #: records the publisher thread has taken and not yet written
         self._in_flight = 0
         #: for the rare question a publisher waits for (see _confirm)
-        self._probe = redis.Redis.from_url(
-            url,
-            socket_timeout=_CONFIRM_TIMEOUT,
-            socket_connect_timeout=_CONFIRM_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self._probe = _connect(url, _CONFIRM_TIMEOUT, _CONFIRM_TIMEOUT)
         kwargs = self._client.connection_pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         self._where = f"redis {where}/{kwargs.get('db', 0)}"
@@ -182,7 +164,7 @@ class RedisAdapter:
     def stats(self) -> dict[str, float]:
         """``outages``, broadcasts ``refused`` and ``lost``, ``malformed`` records, ``pending``."""
         counts = self._outages.counts()
-        counts["pending"] = self._pending.qsize()
+        counts["pending"] = self.backlog()
         return counts
 
     # life -----------------------------------------------------------------
@@ -554,5 +536,17 @@ class RedisPubSub(PubSub):
         return super().start()
 
 
+def _connect(url: str, read_timeout: float | None, connect_timeout: float) -> redis.Redis:
+    """A redis-py client that never retries on its own: a retried pipeline would
+    publish twice, and the adapter decides what a lost connection means."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=read_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
 def _what(broadcast: Broadcast) -> str:
-    return f"{preview(broadcast.event)} to {preview(broadcast.topic)}"
+    return preview_broadcast(broadcast.event, broadcast.topic)

@@ -142,7 +142,11 @@ class _Reader:
         return chunk
 
     def text(self, length: struct.Struct) -> str:
+        """A name whose byte count comes first, as ``length`` packs it."""
         (size,) = length.unpack(self.take(length.size))
+        return self.utf8(size)
+
+    def utf8(self, size: int) -> str:
         try:
             return self.take(size).decode()
         except UnicodeDecodeError:
@@ -157,10 +161,7 @@ def _head(data: bytes) -> tuple[int, int, str, str, _Reader]:
         raise WireError(msg)
     if route not in (ALL_BUT_ORIGIN, ONLY_TARGET):
         raise WireError(f"record with unknown route {route}")
-    try:
-        origin = reader.take(origin_size).decode()
-    except UnicodeDecodeError:
-        raise WireError("record has a name that is not UTF-8") from None
+    origin = reader.utf8(origin_size)
     target = reader.text(_SHORT)
     return route, flags, origin, target, reader
 

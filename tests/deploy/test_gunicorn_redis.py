@@ -16,22 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.redis_server import RedisServer, require_redis_server
 from tests.deploy.servers import Gunicorn
 from tests.integration.wsclient import Client
 
 GRACE = 10
 TOPIC = "rooms:cluster"
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    server = RedisServer(require_redis_server())
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture

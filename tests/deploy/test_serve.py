@@ -28,7 +28,6 @@ import pytest
 from channels_actor.errors import ConfigurationError
 from channels_actor.serving.loading import load_endpoint
 from channels_actor.serving.supervision import MAX_START_FAILURES
-from tests.cluster.redis_server import RedisServer, require_redis_server
 from tests.deploy import serve_app
 from tests.integration.wsclient import Client
 
@@ -160,16 +159,6 @@ def clients() -> Iterator[Connector]:
     yield connect
     for client in opened:
         client.close()
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    server = RedisServer(require_redis_server())
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def records(record: Path) -> list[str]:
